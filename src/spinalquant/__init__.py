@@ -1,0 +1,40 @@
+"""spinalquant — turn confocal micrographs from ALS cell-therapy studies into numbers.
+
+Load a file into a :class:`Stack` (channels by name, pixel sizes in µm), segment
+GFP+ donor cells, GFAP+ astrocytes, ChAT+ motor neurons, synaptic puncta and
+muscle fibers, and measure them in physical units::
+
+    import spinalquant as sq
+    stack = sq.load("L4_section.ome.tif")
+    results = sq.analyze(stack)
+    results.summary          # one row of per-image figures
+    results.tables["motor_neurons"]
+
+The command line (``spinalquant run FOLDER --out RESULTS``) and the napari
+plugin are thin shells over the same functions.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (
+    ConfigError,
+    ImageContentError,
+    LoadError,
+    MissingChannelError,
+    PixelSizeError,
+    SpinalquantError,
+)
+from .stack import Stack
+
+__all__ = [
+    "ConfigError",
+    "ImageContentError",
+    "LoadError",
+    "MissingChannelError",
+    "PixelSizeError",
+    "SpinalquantError",
+    "Stack",
+    "__version__",
+]
