@@ -1,0 +1,558 @@
+"""Batch runs: discover images, analyse each (serially or on Dask), never lose a result.
+
+Layout of an output folder (the public part is specified in ``outputs.md``)::
+
+    OUT/summary.csv, OUT/objects/*.csv   merged tables (rewritten atomically)
+    OUT/labels/<image>.ome.tif           label images
+    OUT/qc/<image>.png                   overlays
+    OUT/run.json                         provenance
+    OUT/.parts/<key>/                    one folder per image: the source of truth
+                                         from which the merged tables are rebuilt
+
+Each image's part is written into a temporary folder and renamed into place
+only when complete, so a run killed at any moment leaves either a complete part
+or none; a re-run skips images whose part matches the input's content hash and
+the parameters, and redoes the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .config import Config
+from .errors import SpinalquantError
+from .pipeline import CORD_FIGURES, MUSCLE_FIGURES, TABLE_COLUMNS, empty_table
+
+SCHEMA_VERSION = 1
+OBJECT_TABLES = ("gfp_cells", "astrocytes", "motor_neurons", "puncta", "fibers")
+EXTRA_TABLES = ("fiber_histogram",)
+SUMMARY_COLUMNS = (
+    "image", "status", "error", "section", "pixel_size_um", *CORD_FIGURES, *MUSCLE_FIGURES,
+)
+_PART_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """One image to analyse: its path and its name in the results."""
+
+    path: Path
+    image: str  # path relative to the INPUT folder it was found in, '/' separators
+
+
+@dataclass
+class Outcome:
+    """What happened to one image (returned by workers, merged by the runner)."""
+
+    image: str
+    status: str  # "ok", "failed" or "skipped" (already complete)
+    error: str = ""
+    input_hash: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    section: str = ""
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- discovery
+def discover_inputs(inputs: Sequence[str | Path]) -> list[InputImage]:
+    """Expand folders (recursively) and files into the images to analyse.
+
+    Hidden files and folders, and spinalquant output folders, are skipped.
+    Order is deterministic (sorted by name within each INPUT).
+
+    Raises
+    ------
+    FileNotFoundError
+        For an INPUT that does not exist.
+    """
+    from .io import is_supported
+
+    found: list[InputImage] = []
+    seen: set[Path] = set()
+    for raw in inputs:
+        p = Path(raw)
+        if not p.exists():
+            raise FileNotFoundError(f"input not found: {p}")
+        if p.is_file():
+            items = [(p, p.name)]
+        else:
+            items = []
+            for f in sorted(p.rglob("*")):
+                rel = f.relative_to(p)
+                if any(part.startswith(".") for part in rel.parts):
+                    continue
+                if any((p / Path(*rel.parts[: i + 1]) / "run.json").is_file()
+                       for i in range(len(rel.parts) - 1)):
+                    continue  # inside a results folder
+                if f.is_file() and is_supported(f):
+                    items.append((f, rel.as_posix()))
+        for f, name in items:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(InputImage(f, name))
+    return found
+
+
+def file_hash(path: Path, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's content (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def params_hash(config: Config) -> str:
+    """A short hash of every resolved parameter plus the package version."""
+    blob = json.dumps({"v": __version__, "cfg": config.to_dict()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def part_key(image: str) -> str:
+    """A file-system-safe, unique folder name for an image's part."""
+    digest = hashlib.sha1(image.encode("utf-8")).hexdigest()[:10]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in image)[-80:]
+    return f"{safe}-{digest}"
+
+
+def output_stem(image: str) -> str:
+    """``sub/L4_s1.ome.tif`` -> ``sub/L4_s1`` (name under labels/ and qc/)."""
+    from .io import image_stem
+
+    parent, _, name = image.rpartition("/")
+    stem = image_stem(name)
+    return f"{parent}/{stem}" if parent else stem
+
+
+# ------------------------------------------------------------- atomic files
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _csv_text(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, lineterminator="\n")
+
+
+# ---------------------------------------------------------- one image (worker)
+def process_image(
+    item: InputImage, config: Config, out_dir: str | Path, *, force: bool = False
+) -> Outcome:
+    """Analyse one image and write its part; never raises for a bad image.
+
+    Runs in a worker process (Dask) or in the caller. Returns an
+    :class:`Outcome`; the image's failure, if any, is in ``error`` with a
+    message meant for a biologist.
+    """
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    try:
+        digest = file_hash(item.path)
+    except OSError as exc:
+        return _fail(item, out, config, "", f"cannot read the file: {exc.strerror or exc}", timings)
+    timings["hash_s"] = time.perf_counter() - t0
+    part = out / ".parts" / part_key(item.image)
+    phash = params_hash(config)
+    if not force:
+        done = _read_done(part)
+        if done and done.get("input_hash") == digest and done.get("params_hash") == phash \
+                and done.get("status") == "ok":
+            return Outcome(item.image, "skipped", input_hash=digest,
+                           timings=done.get("timings", {}), section=done.get("section", ""))
+    try:
+        return _analyse_and_write(item, config, out, digest, phash, timings)
+    except SpinalquantError as exc:
+        return _fail(item, out, config, digest, str(exc), timings)
+    except MemoryError:
+        return _fail(item, out, config, digest,
+                     "ran out of memory; analyse it with fewer --workers or as tiles", timings)
+    except OSError as exc:
+        if getattr(exc, "errno", None) == 28:
+            msg = "the disk is full: free space in the output folder and re-run"
+        else:
+            msg = f"{type(exc).__name__}: {exc}"
+        return _fail(item, out, config, digest, msg, timings)
+    except Exception as exc:  # an unexpected bug must not stop the batch
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return _fail(item, out, config, digest, f"internal error ({tb}); please report it", timings)
+
+
+def _read_done(part: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((part / "done.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _analyse_and_write(
+    item: InputImage, cfg: Config, out: Path, digest: str, phash: str, timings: dict[str, float]
+) -> Outcome:
+    from .io import check_content, load, save_labels
+    from .pipeline import analyze
+    from .roi import find_sidecar_roi, roi_mask
+
+    t = time.perf_counter()
+    override = None
+    if cfg.image.pixel_size_um is not None and cfg.image.override_pixel_size:
+        override = cfg.image.pixel_size_um
+    stack = load(item.path, pixel_size_um=override, require_pixel_size=False)
+    if stack.pixel_size_um[1] is None:
+        if cfg.image.pixel_size_um is None:
+            from .errors import PixelSizeError
+
+            raise PixelSizeError(
+                f"{item.image}: the file has no pixel size and the config sets none; "
+                "add pixel_size_um = <µm per pixel> to the config's [image] table"
+            )
+        z = stack.pixel_size_um[0] or cfg.image.z_step_um
+        stack = stack.with_pixel_size((z, cfg.image.pixel_size_um, cfg.image.pixel_size_um))
+    check_content(stack)
+    timings["load_s"] = time.perf_counter() - t
+
+    roi = None
+    roi_files: list[str] = []
+    if cfg.roi.use_sidecar:
+        paths = find_sidecar_roi(item.path)
+        if paths:
+            roi = roi_mask(paths, shape_yx=stack.shape[2:])
+            roi_files = [p.name for p in paths]
+
+    t = time.perf_counter()
+    res = analyze(stack, cfg, roi_mask=roi)
+    timings["analyze_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    stem = output_stem(item.image)
+    if cfg.output.labels and res.labels:
+        save_labels(out / "labels" / f"{stem}.ome.tif", res.labels, pixel_size_um=res.pixel_size_um)
+    if cfg.output.qc:
+        from .report import save_qc_png
+
+        save_qc_png(out / "qc" / f"{stem}.png", res, title=item.image)
+    timings["write_s"] = time.perf_counter() - t
+
+    row = {"image": item.image, "status": "ok", "error": "", "section": res.section,
+           "pixel_size_um": res.pixel_size_um, **res.summary}
+    tables = {k: v for k, v in res.tables.items()}
+    _write_part(out, item, row, tables, {
+        "status": "ok", "input_hash": digest, "params_hash": phash, "section": res.section,
+        "timings": timings, "roi_files": roi_files, "version": __version__, "format": _PART_FORMAT,
+    })
+    counts = {k: row.get(k) for k in ("n_gfp_cells", "n_motor_neurons", "n_fibers") if row.get(k) is not None}
+    return Outcome(item.image, "ok", input_hash=digest, timings=timings, section=res.section,
+                   counts=counts)
+
+
+def _fail(item: InputImage, out: Path, cfg: Config, digest: str, msg: str,
+          timings: dict[str, float]) -> Outcome:
+    row = {"image": item.image, "status": "failed", "error": msg}
+    try:
+        _write_part(out, item, row, {}, {
+            "status": "failed", "input_hash": digest, "params_hash": params_hash(cfg),
+            "error": msg, "timings": timings, "version": __version__, "format": _PART_FORMAT,
+        })
+    except OSError:
+        pass  # the output folder itself is broken; the runner reports the outcome
+    return Outcome(item.image, "failed", error=msg, input_hash=digest, timings=timings)
+
+
+def _write_part(out: Path, item: InputImage, row: dict[str, Any],
+                tables: dict[str, pd.DataFrame], done: dict[str, Any]) -> None:
+    parts = out / ".parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    final = parts / part_key(item.image)
+    tmp = Path(tempfile.mkdtemp(dir=parts, prefix=".tmp-"))
+    try:
+        (tmp / "summary.json").write_text(json.dumps(row, default=_json_default), encoding="utf-8")
+        for name, df in tables.items():
+            (tmp / f"{name}.csv").write_text(_csv_text(df), encoding="utf-8")
+        (tmp / "done.json").write_text(json.dumps({"image": item.image, **done}, default=_json_default),
+                                       encoding="utf-8")
+        if final.exists():
+            trash = parts / f".old-{final.name}-{os.getpid()}"
+            os.replace(final, trash)
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if o is pd.NA:
+        return None
+    return str(o)
+
+
+# ------------------------------------------------------------------ merging
+def merge_results(out_dir: str | Path, images: Sequence[str]) -> pd.DataFrame:
+    """Rebuild ``summary.csv`` and ``objects/*.csv`` from the per-image parts.
+
+    Rows follow the order of ``images``; images without a part are left out.
+    Every file is replaced atomically. Returns the summary table.
+    """
+    out = Path(out_dir)
+    rows: list[dict[str, Any]] = []
+    tables: dict[str, list[pd.DataFrame]] = {k: [] for k in (*OBJECT_TABLES, *EXTRA_TABLES)}
+    for image in images:
+        part = out / ".parts" / part_key(image)
+        try:
+            row = json.loads((part / "summary.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        rows.append(row)
+        if row.get("status") != "ok":
+            continue
+        for name in tables:
+            f = part / f"{name}.csv"
+            if f.is_file() and f.stat().st_size > 0:
+                df = pd.read_csv(f)
+                df.insert(0, "image", image)
+                tables[name].append(df)
+    summary = pd.DataFrame(rows)
+    for c in SUMMARY_COLUMNS:
+        if c not in summary.columns:
+            summary[c] = pd.Series(dtype="object")
+    summary = summary[list(SUMMARY_COLUMNS) + [c for c in summary.columns if c not in SUMMARY_COLUMNS]]
+    atomic_write_text(out / "summary.csv", _csv_text(summary))
+    for name, frames in tables.items():
+        frames = [f for f in frames if len(f)]
+        if frames:
+            df = pd.concat(frames, ignore_index=True)
+        elif name in TABLE_COLUMNS:
+            df = empty_table(name)
+            df.insert(0, "image", pd.Series(dtype="object"))
+        else:
+            if not (out / "objects" / f"{name}.csv").exists():
+                continue
+            df = pd.DataFrame({"image": pd.Series(dtype="object")})
+        atomic_write_text(out / "objects" / f"{name}.csv", _csv_text(df))
+        if _has_pyarrow():
+            buf = df.to_parquet(index=False)
+            atomic_write_bytes(out / "objects" / f"{name}.parquet", buf)
+    if _has_pyarrow():
+        atomic_write_bytes(out / "summary.parquet", summary.to_parquet(index=False))
+    return summary
+
+
+def _has_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------- runner
+@dataclass
+class RunReport:
+    """What a run did, for the CLI's closing summary."""
+
+    out_dir: Path
+    outcomes: list[Outcome]
+    elapsed_s: float
+
+    @property
+    def n_ok(self) -> int:
+        return sum(o.status in ("ok", "skipped") for o in self.outcomes)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(o.status == "failed" for o in self.outcomes)
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(o.status == "skipped" for o in self.outcomes)
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Create the output folder and prove it is writable (clear error if not)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise SpinalquantError(
+            f"cannot write to the output folder {out_dir}: {exc.strerror or exc}. "
+            "Choose another --out folder or fix its permissions."
+        ) from exc
+
+
+def run_batch(
+    items: Sequence[InputImage],
+    out_dir: str | Path,
+    config: Config | None = None,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    force: bool = False,
+    on_result: Callable[[Outcome, int, int], None] | None = None,
+    config_source: str | None = None,
+) -> RunReport:
+    """Analyse ``items`` and write results into ``out_dir``.
+
+    Parameters
+    ----------
+    items : sequence of InputImage
+        From :func:`discover_inputs`.
+    out_dir : path
+        Results folder (created; must be writable).
+    config : Config, optional
+    workers : int
+        Images analysed in parallel on this machine. 1 runs in this process;
+        more start a local Dask cluster of processes.
+    scheduler : str, optional
+        Address of an existing ``dask.distributed`` scheduler; the same
+        tasks are sent there instead.
+    force : bool
+        Redo images even when their results are complete and unchanged.
+    on_result : callable, optional
+        Called as ``on_result(outcome, n_done, n_total)`` after each image.
+    """
+    cfg = config or Config()
+    out = Path(out_dir)
+    check_output_dir(out)
+    t0 = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    names = [i.image for i in items]
+    outcomes: dict[str, Outcome] = {}
+    last_merge = 0.0
+
+    def done(o: Outcome) -> None:
+        nonlocal last_merge
+        outcomes[o.image] = o
+        now = time.perf_counter()
+        if now - last_merge > 2.0 or len(outcomes) == len(items):
+            merge_results(out, names)
+            last_merge = now
+        if on_result:
+            on_result(o, len(outcomes), len(items))
+
+    for o in _execute(items, cfg, out, workers=workers, scheduler=scheduler, force=force):
+        done(o)
+    merge_results(out, names)
+    ordered = [outcomes[n] for n in names if n in outcomes]
+    elapsed = time.perf_counter() - t0
+    _write_run_json(out, cfg, ordered, started, elapsed, workers, scheduler, config_source)
+    if cfg.output.report:
+        from .report import write_report
+
+        try:
+            write_report(out)
+        except Exception as exc:  # the report is a convenience; results stay
+            print(f"warning: report.html could not be written: {exc}", file=sys.stderr)
+    return RunReport(out, ordered, elapsed)
+
+
+def _execute(items: Sequence[InputImage], cfg: Config, out: Path, *, workers: int,
+             scheduler: str | None, force: bool) -> Iterable[Outcome]:
+    if scheduler is None and workers <= 1:
+        for item in items:
+            yield process_image(item, cfg, out, force=force)
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=40)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        futures = {
+            client.submit(process_image, item, cfg, str(out), force=force, pure=False): item
+            for item in items
+        }
+        for fut in as_completed(futures):
+            item = futures[fut]
+            try:
+                yield fut.result()
+            except Exception as exc:  # a worker died (e.g. killed by the OOM killer)
+                yield Outcome(item.image, "failed",
+                              error=f"the worker analysing it crashed ({type(exc).__name__}: {exc})")
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _write_run_json(out: Path, cfg: Config, outcomes: Sequence[Outcome], started: str,
+                    elapsed: float, workers: int, scheduler: str | None,
+                    config_source: str | None) -> None:
+    import numpy
+    import scipy
+    import skimage
+
+    previous: dict[str, Any] = {}
+    try:
+        previous = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    images = dict(previous.get("images", {}))
+    for o in outcomes:
+        entry = {"status": "ok" if o.status == "skipped" else o.status, "error": o.error,
+                 "input_hash": o.input_hash, "timings": o.timings, "section": o.section,
+                 "skipped_unchanged": o.status == "skipped"}
+        old = images.get(o.image, {})
+        if "review" in old:
+            entry["review"] = old["review"]
+        images[o.image] = entry
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "spinalquant_version": __version__,
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "elapsed_s": round(elapsed, 3),
+        "workers": workers,
+        "scheduler": scheduler,
+        "config_file": config_source,
+        "parameters": cfg.to_dict(),
+        "params_hash": params_hash(cfg),
+        "images": images,
+        "platform": {
+            "python": sys.version.split()[0],
+            "system": platform.platform(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "packages": {"numpy": numpy.__version__, "scipy": scipy.__version__,
+                         "scikit-image": skimage.__version__, "pandas": pd.__version__},
+        },
+    }
+    atomic_write_text(out / "run.json", json.dumps(doc, indent=2, default=_json_default))

@@ -1,0 +1,196 @@
+"""The ``spinalquant`` command: a thin shell over :mod:`spinalquant.batch`.
+
+This is the only module that configures logging or prints.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(
+    name="spinalquant",
+    help=(
+        "Count and measure donor GFP+ cells, GFAP+ astrocytes, ChAT+ motor neurons, "
+        "synaptic puncta and muscle fibers in confocal images, in micrometres.\n\n"
+        "Typical use:  spinalquant run my_images/ --out results/"
+    ),
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"spinalquant {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """spinalquant: quantify ALS cell-therapy micrographs."""
+
+
+@app.command()
+def run(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="Image files or folders (searched recursively for .tif, .ome.tif, .czi, .lif, .nd2 ...).",
+                       show_default=False),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results (created if needed).")] = Path(
+        "spinalquant_results"
+    ),
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML file of parameters (see: spinalquant config --defaults)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", help="Images analysed in parallel [default: number of CPU cores].", min=1),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Address of a running dask.distributed scheduler (tcp://host:8786)."),
+    ] = None,
+    pixel_size: Annotated[
+        float | None,
+        typer.Option("--pixel-size", help="µm per pixel for files without calibration (overrides the config)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Redo images even if their results are up to date.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be analysed, then stop.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per image (for logs).")] = False,
+) -> None:
+    """Analyse every image found in INPUTS and write tables, label images and QC overlays.
+
+    Each image is classified as a spinal-cord section (it has GFP, GFAP, ChAT or a
+    synaptic-marker channel) or a muscle section (Laminin/Dystrophin/WGA, or an RGB
+    H&E image). Results go to OUT: summary.csv (one row per image), objects/*.csv
+    (one row per cell, neuron, punctum or fiber), labels/, qc/ (overlays to check by
+    eye), report.html and run.json (parameters, versions, input hashes).
+
+    Exit status: 0 all images analysed, 1 some images failed (the others are still
+    written), 2 bad usage or configuration. Re-running with the same --out skips
+    images that are already done and unchanged.
+    """
+    from rich.console import Console
+
+    from .batch import discover_inputs, run_batch
+    from .config import ImageParams, load_config
+    from .errors import ConfigError, SpinalquantError
+
+    err = Console(stderr=True, highlight=False)
+    try:
+        cfg = load_config(config)
+        if pixel_size is not None:
+            from dataclasses import replace
+
+            cfg = replace(cfg, image=ImageParams(**{**cfg.image.__dict__, "pixel_size_um": pixel_size}))
+        items = discover_inputs(inputs)
+    except (ConfigError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if not items:
+        err.print(f"[red]error:[/red] no supported image files found in {', '.join(map(str, inputs))}")
+        raise typer.Exit(2)
+    n_workers = workers or os.cpu_count() or 1
+    n_workers = min(n_workers, len(items))
+    if dry_run:
+        for it in items:
+            typer.echo(f"{it.image}\t{it.path}")
+        err.print(f"{len(items)} image(s) would be analysed into {out}")
+        raise typer.Exit(0)
+
+    where = f"scheduler {scheduler}" if scheduler else f"{n_workers} worker(s)"
+    err.print(f"spinalquant {__version__}: {len(items)} image(s) → {out} ({where})")
+    try:
+        if quiet or not err.is_terminal:
+            def on_result(o, i, n):
+                msg = o.error if o.status == "failed" else ", ".join(f"{k}={v}" for k, v in o.counts.items())
+                err.print(f"[{i}/{n}] {o.status:7s} {o.image}  {msg}", soft_wrap=True)
+            report = run_batch(items, out, cfg, workers=n_workers, scheduler=scheduler, force=force,
+                               on_result=on_result, config_source=str(config) if config else None)
+        else:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=err, transient=False) as bar:
+                task = bar.add_task("analysing", total=len(items))
+
+                def on_result(o, i, n):
+                    colour = {"ok": "green", "skipped": "blue", "failed": "red"}[o.status]
+                    msg = o.error if o.status == "failed" else ""
+                    bar.console.print(f"[{colour}]{o.status:7s}[/{colour}] {o.image} {msg}")
+                    bar.update(task, completed=i)
+                report = run_batch(items, out, cfg, workers=n_workers, scheduler=scheduler, force=force,
+                                   on_result=on_result, config_source=str(config) if config else None)
+    except SpinalquantError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot write results to {out}: {exc}")
+        raise typer.Exit(2) from None
+
+    err.print(
+        f"done in {report.elapsed_s:.1f} s: {report.n_ok} analysed "
+        f"({report.n_skipped} unchanged, skipped), {report.n_failed} failed."
+    )
+    err.print(f"results: {out / 'summary.csv'}  objects: {out / 'objects'}  QC: {out / 'qc'}"
+              + (f"  report: {out / 'report.html'}" if (out / "report.html").exists() else ""))
+    if report.n_failed:
+        for o in report.outcomes:
+            if o.status == "failed":
+                err.print(f"  [red]failed[/red] {o.image}: {o.error}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@app.command("config")
+def config_cmd(
+    defaults: Annotated[bool, typer.Option("--defaults", help="Print the default configuration as commented TOML.")] = False,
+    check: Annotated[Path | None, typer.Option("--check", help="Validate a config file and print the resolved values.")] = None,
+) -> None:
+    """Show or check analysis parameters (TOML)."""
+    from .config import default_config_toml, load_config
+    from .errors import ConfigError
+
+    if check is not None:
+        try:
+            cfg = load_config(check)
+        except ConfigError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        import json
+
+        typer.echo(json.dumps(cfg.to_dict(), indent=2))
+        return
+    if not defaults:
+        typer.echo("use --defaults to print the default configuration, or --check FILE", err=True)
+        raise typer.Exit(2)
+    typer.echo(default_config_toml(), nl=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit status."""
+    try:
+        app(args=argv, prog_name="spinalquant", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        return int(code) if isinstance(code, int) else (0 if code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

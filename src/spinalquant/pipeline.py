@@ -1,0 +1,382 @@
+"""``analyze(stack, config) -> Results``: the whole per-image analysis, pure.
+
+No paths are opened here: the caller (batch run, napari, a notebook) loads the
+:class:`~spinalquant.stack.Stack` and, optionally, an ROI mask, and decides
+where results go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import Config
+from .errors import ImageContentError, MissingChannelError
+from .measure.objects import object_table
+from .preprocess import project
+from .stack import Stack
+
+CORD_MARKERS = ("gfp", "gfap", "chat", "synapse")
+MUSCLE_MARKERS = ("border",)
+
+#: Object tables and their contract columns (besides ``image``).
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "gfp_cells": ("label", "y_um", "x_um", "area_um2", "gfap_positive"),
+    "astrocytes": ("label", "y_um", "x_um", "area_um2"),
+    "motor_neurons": (
+        "label", "y_um", "x_um", "area_um2", "perimeter_um", "n_puncta", "puncta_per_100um",
+    ),
+    "puncta": ("label", "y_um", "x_um"),
+    "fibers": ("label", "y_um", "x_um", "area_um2", "min_feret_um"),
+}
+
+CORD_FIGURES = (
+    "n_gfp_cells", "n_gfp_gfap_cells", "pct_gfp_gfap", "n_astrocytes", "n_motor_neurons",
+    "n_puncta", "puncta_per_motor_neuron", "pearson_gfp_gfap", "manders_m1_gfp_gfap",
+    "manders_m2_gfp_gfap", "roi_area_um2",
+)
+MUSCLE_FIGURES = (
+    "n_fibers", "fiber_csa_mean_um2", "fiber_csa_median_um2", "fiber_min_feret_mean_um",
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, eq=False)
+class Results:
+    """Everything measured on one image.
+
+    Attributes
+    ----------
+    section : {"cord", "muscle"}
+    summary : dict
+        The image's row of ``summary.csv`` (figures that do not apply are None).
+    tables : dict of str -> DataFrame
+        Object tables (``gfp_cells``, ``astrocytes``, ``motor_neurons``,
+        ``puncta``, ``fibers``; extra ones such as ``fiber_histogram``), one
+        row per object, without the ``image`` column.
+    labels : dict of str -> ndarray (Y, X)
+        Label images of every segmentation (0 = background).
+    planes : dict of str -> ndarray (Y, X)
+        The projected channel planes that were analysed (for QC overlays).
+    pixel_size_um : float
+    roi_mask : ndarray of bool or None
+    """
+
+    section: str
+    summary: dict[str, Any]
+    tables: dict[str, pd.DataFrame]
+    labels: dict[str, np.ndarray]
+    planes: dict[str, np.ndarray]
+    pixel_size_um: float
+    roi_mask: np.ndarray | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def empty_table(kind: str) -> pd.DataFrame:
+    """An object table with the contract's columns and no rows."""
+    cols = TABLE_COLUMNS[kind]
+    dtypes = {"label": "int64", "gfap_positive": "boolean", "n_puncta": "int64"}
+    return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in cols})
+
+
+def detect_section(stack: Stack, config: Config | None = None) -> str:
+    """"cord" or "muscle", decided from channel names (see the result contract).
+
+    Raises
+    ------
+    MissingChannelError
+        When no channel identifies either kind of section.
+    """
+    cfg = config or Config()
+    if stack.rgb:
+        return "muscle"
+    present = {m for m in (*CORD_MARKERS, *MUSCLE_MARKERS, "nuclei") if _has(stack, cfg, m)}
+    if present & set(CORD_MARKERS):
+        return "cord"
+    if present & set(MUSCLE_MARKERS):
+        return "muscle"
+    raise MissingChannelError(
+        f"{stack.name}: cannot tell cord from muscle: channels {list(stack.channel_names)} "
+        "name none of GFP, GFAP, ChAT, a synaptic marker (cord) or Laminin/Dystrophin/WGA "
+        "(muscle). Map them in the config, e.g. [channels] gfp = \"Ch2\""
+    )
+
+
+def _has(stack: Stack, cfg: Config, marker: str) -> bool:
+    key = cfg.marker(marker)
+    if isinstance(key, int):
+        return 0 <= key < stack.n_channels
+    return stack.has_channel(key, cfg.aliases)
+
+
+def _plane(stack: Stack, cfg: Config, marker: str) -> np.ndarray:
+    return project(stack.channel(cfg.marker(marker), cfg.aliases), method=cfg.image.projection)
+
+
+def _pixel_size(stack: Stack, cfg: Config) -> float:
+    if cfg.image.override_pixel_size and cfg.image.pixel_size_um:
+        return float(cfg.image.pixel_size_um)
+    _, y, x = stack.pixel_size_um
+    if (y is None or x is None) and cfg.image.pixel_size_um:
+        return float(cfg.image.pixel_size_um)
+    return stack.yx_um  # raises PixelSizeError with a clear message when unknown
+
+
+def analyze(
+    stack: Stack,
+    config: Config | None = None,
+    *,
+    roi_mask: np.ndarray | None = None,
+    section: str | None = None,
+    progress: Progress | None = None,
+) -> Results:
+    """Analyse one image: segment every object kind its channels allow, measure.
+
+    Parameters
+    ----------
+    stack : Stack
+        The image, data (C, Z, Y, X).
+    config : Config, optional
+        Parameters; defaults to ``Config()``.
+    roi_mask : ndarray of bool, shape (Y, X), optional
+        Ventral-horn ROI: cord objects count only when their centroid is inside.
+    section : {"cord", "muscle"}, optional
+        Force the kind of analysis instead of deciding from channel names.
+    progress : callable, optional
+        Called with a short message before each step.
+
+    Returns
+    -------
+    Results
+
+    Examples
+    --------
+    >>> from spinalquant.synthetic import make_cord_section
+    >>> ph = make_cord_section(seed=1, shape=(256, 256))
+    >>> res = analyze(ph.stack)
+    >>> res.section
+    'cord'
+    """
+    cfg = config or Config()
+    say = progress or (lambda _msg: None)
+    kind = section or detect_section(stack, cfg)
+    px = _pixel_size(stack, cfg)
+    if roi_mask is not None:
+        roi_mask = np.asarray(roi_mask, dtype=bool)
+        if roi_mask.shape != stack.shape[2:]:
+            raise ValueError(
+                f"{stack.name}: ROI mask shape {roi_mask.shape} does not match the image {stack.shape[2:]}"
+            )
+    if kind == "cord":
+        return _analyze_cord(stack, cfg, px, roi_mask, say)
+    if kind == "muscle":
+        return _analyze_muscle(stack, cfg, px, say)
+    raise ValueError(f"section must be 'cord' or 'muscle'; got {kind!r}")
+
+
+# --------------------------------------------------------------------- cord
+def _inside(df: pd.DataFrame, mask: np.ndarray | None, px: float) -> pd.DataFrame:
+    if mask is None or df.empty:
+        return df
+    iy = np.clip(np.floor(df["y_um"].to_numpy() / px).astype(int), 0, mask.shape[0] - 1)
+    ix = np.clip(np.floor(df["x_um"].to_numpy() / px).astype(int), 0, mask.shape[1] - 1)
+    return df[mask[iy, ix]].reset_index(drop=True)
+
+
+def _relabel_kept(labels: np.ndarray, keep: pd.Series) -> np.ndarray:
+    """Zero out objects that are not in ``keep`` (labels are not renumbered)."""
+    keep_arr = np.zeros(int(labels.max(initial=0)) + 1, dtype=bool)
+    keep_arr[np.asarray(keep, dtype=np.int64)] = True
+    keep_arr[0] = False
+    return np.where(keep_arr[labels], labels, 0).astype(labels.dtype)
+
+
+def _analyze_cord(
+    stack: Stack, cfg: Config, px: float, roi: np.ndarray | None, say: Progress
+) -> Results:
+    from .measure import colocalization as coloc
+    from .measure.synapses import perisomatic_puncta
+    from .segment.astrocytes import gfap_area_fraction, segment_astrocytes
+    from .segment.gfp_cells import gfap_positivity, segment_gfp_cells
+    from .segment.motor_neurons import measure_motor_neurons, segment_motor_neurons
+    from .segment.puncta import detect_puncta
+
+    present = [m for m in CORD_MARKERS if _has(stack, cfg, m)]
+    planes = {m: _plane(stack, cfg, m) for m in present}
+    if _has(stack, cfg, "nuclei"):
+        planes["nuclei"] = _plane(stack, cfg, "nuclei")
+    for m, p in planes.items():
+        if not np.any(p):
+            raise ImageContentError(
+                f"{stack.name}: the {m.upper()} channel is empty (all zeros); check the file "
+                "or the channel mapping"
+            )
+
+    def reference(exclude: str) -> np.ndarray | None:
+        others = [p for m, p in planes.items() if m != exclude]
+        return np.stack(others) if others else None
+
+    summary: dict[str, Any] = dict.fromkeys(CORD_FIGURES)
+    tables: dict[str, pd.DataFrame] = {}
+    labels: dict[str, np.ndarray] = {}
+    extras: dict[str, Any] = {}
+
+    if roi is not None:
+        summary["roi_area_um2"] = float(roi.sum()) * px * px
+    area_mm2 = (summary["roi_area_um2"] or planes[present[0]].size * px * px) / 1e6
+
+    if "gfp" in planes:
+        say("GFP+ cells")
+        if cfg.image.mode == "3d" and stack.is_3d:
+            from .segment.gfp_cells import segment_gfp_cells_3d
+
+            z = stack.pixel_size_um[0] or cfg.image.z_step_um
+            if z is None:
+                raise ImageContentError(
+                    f"{stack.name}: 3-D mode needs the z step; the file has none: set [image] z_step_um"
+                )
+            lab3 = segment_gfp_cells_3d(
+                np.asarray(stack.channel(cfg.marker("gfp"), cfg.aliases)),
+                spacing_zyx=(z, px, px), params=cfg.gfp_cells,
+            )
+            # each 3-D cell counted once; its footprint is the max projection of its label
+            lab = lab3.max(axis=0)
+        else:
+            lab = segment_gfp_cells(
+                planes["gfp"], pixel_size_um=px, params=cfg.gfp_cells, reference=reference("gfp")
+            )
+        table = object_table(lab, pixel_size_um=px)
+        if "gfap" in planes:
+            say("GFAP call per GFP+ cell")
+            pos = gfap_positivity(
+                lab, planes["gfap"], gfp=planes["gfp"], pixel_size_um=px, params=cfg.gfap_positivity
+            )
+            table = table.merge(pos, on="label", how="left")
+            table["gfap_positive"] = table["gfap_positive"].astype("boolean")
+        else:
+            table["gfap_positive"] = pd.Series([pd.NA] * len(table), dtype="boolean")
+        table = _inside(table, roi, px)
+        lab = _relabel_kept(lab, table["label"])
+        tables["gfp_cells"] = table
+        labels["gfp_cells"] = lab
+        n = len(table)
+        summary["n_gfp_cells"] = n
+        summary["gfp_cells_per_mm2"] = n / area_mm2
+        if "gfap" in planes:
+            npos = int(table["gfap_positive"].fillna(False).sum())
+            summary["n_gfp_gfap_cells"] = npos
+            summary["pct_gfp_gfap"] = 100.0 * npos / n if n else None
+
+    if "gfp" in planes and "gfap" in planes:
+        say("GFP/GFAP colocalization")
+        mask = roi if (roi is not None and cfg.colocalization.within_roi) else None
+        c = coloc.colocalization(
+            planes["gfp"], planes["gfap"], mask=mask,
+            costes=cfg.colocalization.costes, pvalue=cfg.colocalization.pvalue,
+        )
+        summary["pearson_gfp_gfap"] = c.get("pearson")
+        summary["manders_m1_gfp_gfap"] = c.get("manders_m1")
+        summary["manders_m2_gfp_gfap"] = c.get("manders_m2")
+        for k in ("costes_threshold_a", "costes_threshold_b", "tm1", "tm2", "pvalue"):
+            if k in c:
+                extras[f"coloc_{k}_gfp_gfap"] = c[k]
+
+    if "gfap" in planes:
+        say("GFAP+ astrocytes")
+        lab = segment_astrocytes(planes["gfap"], pixel_size_um=px, params=cfg.astrocytes)
+        table = _inside(object_table(lab, pixel_size_um=px), roi, px)
+        labels["astrocytes"] = _relabel_kept(lab, table["label"])
+        tables["astrocytes"] = table
+        summary["n_astrocytes"] = len(table)
+        summary["astrocytes_per_mm2"] = len(table) / area_mm2
+        extras["gfap_area_fraction"] = float(
+            gfap_area_fraction(planes["gfap"], pixel_size_um=px, mask=roi)
+        )
+
+    neurons = None
+    if "chat" in planes:
+        say("ChAT+ motor neurons")
+        lab = segment_motor_neurons(planes["chat"], pixel_size_um=px, params=cfg.motor_neurons)
+        neurons = _inside(measure_motor_neurons(lab, pixel_size_um=px), roi, px)
+        lab = _relabel_kept(lab, neurons["label"])
+        labels["motor_neurons"] = lab
+        summary["n_motor_neurons"] = len(neurons)
+        summary["motor_neurons_per_mm2"] = len(neurons) / area_mm2
+
+    if "synapse" in planes:
+        say("synaptic puncta")
+        pts = detect_puncta(
+            planes["synapse"], pixel_size_um=px, params=cfg.puncta, reference=reference("synapse")
+        )
+        pts = _inside(pts, roi, px).reset_index(drop=True)
+        pts.insert(0, "label", np.arange(1, len(pts) + 1, dtype=np.int64))
+        tables["puncta"] = pts
+        summary["n_puncta"] = len(pts)
+        if neurons is not None:
+            peri = perisomatic_puncta(
+                labels["motor_neurons"], pts, pixel_size_um=px, distance_um=cfg.synapses.distance_um
+            )
+            neurons = neurons.merge(
+                peri[["label", "n_puncta", "puncta_per_100um"]], on="label", how="left"
+            )
+            neurons["n_puncta"] = neurons["n_puncta"].fillna(0).astype("int64")
+            summary["puncta_per_motor_neuron"] = (
+                float(neurons["n_puncta"].mean()) if len(neurons) else None
+            )
+            if len(neurons):
+                summary["puncta_per_100um_mean"] = float(neurons["puncta_per_100um"].mean())
+    if neurons is not None:
+        for col in ("n_puncta", "puncta_per_100um"):
+            if col not in neurons:
+                neurons[col] = pd.Series([pd.NA] * len(neurons), dtype="Float64")
+        tables["motor_neurons"] = neurons
+
+    summary.update(extras)
+    for kind in ("gfp_cells", "astrocytes", "motor_neurons", "puncta"):
+        if kind in tables:
+            tables[kind] = _order(tables[kind], kind)
+    return Results("cord", summary, tables, labels, planes, px, roi)
+
+
+def _order(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    first = [c for c in TABLE_COLUMNS[kind] if c in df.columns]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+# ------------------------------------------------------------------- muscle
+def _analyze_muscle(stack: Stack, cfg: Config, px: float, say: Progress) -> Results:
+    from .measure.morphology import fiber_histogram, fiber_summary, measure_fibers
+    from .segment.fibers import segment_fibers
+
+    planes: dict[str, np.ndarray] = {}
+    nuclei = None
+    if stack.rgb:
+        rgb = np.stack([project(stack.data[c], method=cfg.image.projection) for c in range(3)], axis=-1)
+        planes["rgb"] = rgb
+        say("fibers (H&E)")
+        lab = segment_fibers(rgb, pixel_size_um=px, stain="he", params=cfg.fibers)
+    else:
+        border = _plane(stack, cfg, "border")
+        if not np.any(border):
+            raise ImageContentError(f"{stack.name}: the fiber-border channel is empty (all zeros)")
+        planes["border"] = border
+        if _has(stack, cfg, "nuclei"):
+            nuclei = planes["nuclei"] = _plane(stack, cfg, "nuclei")
+        say("fibers (border stain)")
+        lab = segment_fibers(border, pixel_size_um=px, stain="laminin", params=cfg.fibers)
+    table = measure_fibers(
+        lab, pixel_size_um=px, exclude_border=cfg.muscle.exclude_border, nuclei=nuclei
+    )
+    lab = _relabel_kept(lab, table["label"])
+    summ = dict.fromkeys(MUSCLE_FIGURES)
+    summ.update(fiber_summary(table, atrophy_threshold_um2=cfg.muscle.atrophy_threshold_um2))
+    bins = np.arange(0.0, cfg.muscle.histogram_max_um2 + cfg.muscle.histogram_bin_um2,
+                     cfg.muscle.histogram_bin_um2)
+    hist = fiber_histogram(table, bins_um2=bins)
+    tables = {"fibers": _order(table, "fibers"), "fiber_histogram": hist}
+    return Results("muscle", summ, tables, {"fibers": lab}, planes, px, None)

@@ -1,0 +1,278 @@
+"""QC overlays and the run report: pictures a person checks before trusting numbers."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from skimage.segmentation import find_boundaries
+
+from .pipeline import Results
+
+# display colours (RGB 0..1) of each channel in the composite
+_CHANNEL_COLOURS = {
+    "gfp": (0.1, 1.0, 0.1),
+    "gfap": (1.0, 0.15, 0.8),
+    "chat": (0.2, 0.5, 1.0),
+    "synapse": (1.0, 0.55, 0.1),
+    "nuclei": (0.35, 0.35, 0.8),
+    "border": (1.0, 1.0, 1.0),
+}
+# outline colours per object kind
+OUTLINE_COLOURS = {
+    "gfp_gfap_pos": (1.0, 1.0, 0.0),
+    "gfp_gfap_neg": (0.0, 1.0, 1.0),
+    "astrocytes": (1.0, 0.5, 0.9),
+    "motor_neurons": (1.0, 1.0, 1.0),
+    "puncta": (1.0, 0.3, 0.0),
+    "fibers": (1.0, 0.9, 0.0),
+    "roi": (0.6, 0.6, 0.6),
+}
+
+
+def _stretch(plane: np.ndarray) -> np.ndarray:
+    """Percentile stretch to 0..1 for display only (data are never rescaled)."""
+    p = np.asarray(plane, dtype=np.float32)
+    lo, hi = np.percentile(p, [0.5, 99.8])
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.clip((p - lo) / (hi - lo), 0.0, 1.0)
+
+
+def composite(res: Results) -> np.ndarray:
+    """An RGB float (Y, X, 3) picture of the analysed planes."""
+    if "rgb" in res.planes:
+        return np.asarray(res.planes["rgb"], dtype=np.float32) / 255.0
+    shape = next(iter(res.planes.values())).shape
+    img = np.zeros((*shape, 3), np.float32)
+    for name, plane in res.planes.items():
+        colour = np.asarray(_CHANNEL_COLOURS.get(name, (0.7, 0.7, 0.7)), np.float32)
+        weight = 0.45 if name in ("nuclei", "synapse") else 0.8
+        img += weight * _stretch(plane)[..., None] * colour
+    return np.clip(img, 0, 1)
+
+
+def overlay(res: Results) -> np.ndarray:
+    """Composite with every object's outline drawn in its kind's colour, (Y, X, 3) uint8."""
+    img = composite(res)
+
+    def draw(mask: np.ndarray, colour: tuple[float, float, float]) -> None:
+        img[mask] = colour
+
+    if res.roi_mask is not None:
+        draw(find_boundaries(res.roi_mask.astype(np.uint8), mode="inner"), OUTLINE_COLOURS["roi"])
+    for kind in ("fibers", "astrocytes", "motor_neurons"):
+        lab = res.labels.get(kind)
+        if lab is not None and lab.any():
+            draw(find_boundaries(lab, mode="inner"), OUTLINE_COLOURS[kind])
+    lab = res.labels.get("gfp_cells")
+    if lab is not None and lab.any():
+        table = res.tables.get("gfp_cells")
+        pos = set()
+        if table is not None and "gfap_positive" in table:
+            pos = set(table.loc[table["gfap_positive"].fillna(False).astype(bool), "label"].tolist())
+        bounds = find_boundaries(lab, mode="inner")
+        is_pos = np.isin(lab, list(pos)) if pos else np.zeros(lab.shape, bool)
+        draw(bounds & is_pos, OUTLINE_COLOURS["gfp_gfap_pos"])
+        draw(bounds & ~is_pos, OUTLINE_COLOURS["gfp_gfap_neg"])
+    pts = res.tables.get("puncta")
+    if pts is not None and len(pts):
+        yy = np.clip((pts["y_um"].to_numpy() / res.pixel_size_um).astype(int), 0, img.shape[0] - 1)
+        xx = np.clip((pts["x_um"].to_numpy() / res.pixel_size_um).astype(int), 0, img.shape[1] - 1)
+        img[yy, xx] = OUTLINE_COLOURS["puncta"]
+    return (img * 255).astype(np.uint8)
+
+
+def _scale_bar_um(width_um: float) -> float:
+    target = width_um / 5
+    for v in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000):
+        if v >= target:
+            return float(v)
+    return 10000.0
+
+
+def qc_figure(res: Results, *, title: str = "", max_px: int = 1600):
+    """A matplotlib Figure: overlay, legend, scale bar and the image's key figures."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch, Rectangle
+
+    rgb = overlay(res)
+    step = max(1, int(np.ceil(max(rgb.shape[:2]) / max_px)))
+    rgb = rgb[::step, ::step]
+    h, w = rgb.shape[:2]
+    dpi = 100
+    fig = Figure(figsize=(w / dpi + 0.2, h / dpi + 0.9), dpi=dpi)
+    ax = fig.add_axes((0.0, 0.0, 1.0, h / (h + 90)))
+    ax.imshow(rgb, interpolation="nearest")
+    ax.set_axis_off()
+    px = res.pixel_size_um * step
+    bar = _scale_bar_um(w * px)
+    bar_px = bar / px
+    ax.add_patch(Rectangle((w - bar_px - 0.04 * w, h - 0.05 * h), bar_px, max(3, h / 150),
+                           color="white"))
+    ax.text(w - bar_px / 2 - 0.04 * w, h - 0.06 * h, f"{bar:g} µm", color="white",
+            ha="center", va="bottom", fontsize=10)
+    handles = []
+    if res.section == "cord":
+        names = {
+            "gfp_gfap_pos": "GFP+ GFAP+", "gfp_gfap_neg": "GFP+ GFAP−", "astrocytes": "astrocyte",
+            "motor_neurons": "motor neuron", "puncta": "punctum", "roi": "ROI",
+        }
+        present = set(res.labels) | set(res.tables)
+        for key, label in names.items():
+            base = "gfp_cells" if key.startswith("gfp") else key
+            if base in present or (key == "roi" and res.roi_mask is not None):
+                handles.append(Patch(color=OUTLINE_COLOURS[key], label=label))
+    else:
+        handles.append(Patch(color=OUTLINE_COLOURS["fibers"], label="fiber"))
+    s = res.summary
+    if res.section == "cord":
+        bits = []
+        if s.get("n_gfp_cells") is not None:
+            pct = s.get("pct_gfp_gfap")
+            bits.append(f"GFP+ {s['n_gfp_cells']}" + (f" ({pct:.1f}% GFAP+)" if pct is not None else ""))
+        if s.get("n_motor_neurons") is not None:
+            bits.append(f"MN {s['n_motor_neurons']}")
+        if s.get("n_puncta") is not None:
+            bits.append(f"puncta {s['n_puncta']}")
+        line = " · ".join(bits)
+    else:
+        line = f"fibers {s.get('n_fibers')} · median CSA {s.get('fiber_csa_median_um2') or 0:.0f} µm²"
+    fig.text(0.01, 1 - 0.35 * 90 / (h + 90), f"{title}   {line}", fontsize=11, va="center")
+    if handles:
+        fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=9,
+                   frameon=False, bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+def save_qc_png(path: str | Path, res: Results, *, title: str = "") -> Path:
+    """Write the QC overlay PNG atomically."""
+    from .batch import atomic_write_bytes
+
+    fig = qc_figure(res, title=title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", facecolor="black")
+    path = Path(path)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+# ------------------------------------------------------------------ report
+def _plot_png(draw) -> str:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.4), dpi=100)
+    ax = fig.add_subplot(111)
+    draw(ax)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _thumb(path: Path, max_px: int = 220) -> str | None:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow ships with matplotlib
+        return None
+    try:
+        with Image.open(path) as im:
+            im.thumbnail((max_px, max_px))
+            buf = io.BytesIO()
+            im.convert("RGB").save(buf, format="JPEG", quality=80)
+    except OSError:
+        return None
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def write_report(out_dir: str | Path) -> Path:
+    """Write ``report.html``: one self-contained offline page about a run."""
+    from .batch import atomic_write_text, output_stem
+
+    out = Path(out_dir)
+    summary = pd.read_csv(out / "summary.csv")
+    run: dict[str, Any] = {}
+    try:
+        run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    ok = summary[summary["status"] == "ok"]
+    plots: list[tuple[str, str]] = []
+    cord = ok[ok["section"] == "cord"]
+    if len(cord):
+        cols = [c for c in ("n_gfp_cells", "n_motor_neurons", "n_astrocytes") if cord[c].notna().any()]
+        if cols:
+            def counts(ax):
+                x = np.arange(len(cord))
+                wdt = 0.8 / len(cols)
+                for i, c in enumerate(cols):
+                    ax.bar(x + i * wdt, cord[c].fillna(0), wdt, label=c)
+                ax.set_xticks(x + 0.4 - wdt / 2, cord["image"], rotation=30, ha="right", fontsize=7)
+                ax.set_ylabel("count")
+                ax.legend(fontsize=8)
+            plots.append(("Per-image counts", _plot_png(counts)))
+        if cord["pct_gfp_gfap"].notna().any():
+            def pct(ax):
+                ax.bar(np.arange(len(cord)), cord["pct_gfp_gfap"].fillna(0), color="#6a6")
+                ax.set_xticks(np.arange(len(cord)), cord["image"], rotation=30, ha="right", fontsize=7)
+                ax.set_ylabel("% of GFP+ cells GFAP+")
+                ax.set_ylim(0, 100)
+            plots.append(("GFP/GFAP colocalization", _plot_png(pct)))
+    fib_path = out / "objects" / "fibers.csv"
+    if fib_path.is_file():
+        fib = pd.read_csv(fib_path)
+        if len(fib):
+            def hist(ax):
+                for name, g in fib.groupby("image"):
+                    ax.hist(g["area_um2"], bins=30, histtype="step", label=str(name))
+                ax.set_xlabel("fiber CSA (µm²)")
+                ax.set_ylabel("fibers")
+                ax.legend(fontsize=7)
+            plots.append(("Fiber cross-sectional area", _plot_png(hist)))
+    n_failed = int((summary["status"] == "failed").sum())
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>spinalquant report</title>",
+        "<style>body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;"
+        "font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "th{background:#eee}td.l{text-align:left}.failed{background:#fdd}.thumbs a{display:inline-block;"
+        "margin:4px;text-align:center;font-size:11px;color:#333}img{border:1px solid #999}</style></head><body>",
+        f"<h1>spinalquant run</h1><p>{len(summary)} images: {len(ok)} analysed, {n_failed} failed. "
+        f"spinalquant {html.escape(str(run.get('spinalquant_version', '')))}, finished "
+        f"{html.escape(str(run.get('finished', '')))}.</p>",
+    ]
+    for title, b64 in plots:
+        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
+                     f"src='data:image/png;base64,{b64}'>")
+    parts.append("<h2>Summary</h2><table><tr>")
+    show = [c for c in summary.columns if summary[c].notna().any() or c in ("image", "status")]
+    parts += [f"<th>{html.escape(c)}</th>" for c in show]
+    parts.append("</tr>")
+    for _, r in summary.iterrows():
+        cls = " class='failed'" if r["status"] == "failed" else ""
+        parts.append(f"<tr{cls}>")
+        for c in show:
+            v = r[c]
+            if isinstance(v, float):
+                txt = "" if np.isnan(v) else f"{v:.4g}"
+            else:
+                txt = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            left = " class='l'" if c in ("image", "status", "error", "section") else ""
+            parts.append(f"<td{left}>{html.escape(txt)}</td>")
+        parts.append("</tr>")
+    parts.append("</table><h2>QC overlays</h2><div class='thumbs'>")
+    for _, r in ok.iterrows():
+        rel = f"qc/{output_stem(str(r['image']))}.png"
+        b64 = _thumb(out / rel)
+        if b64:
+            parts.append(f"<a href='{html.escape(rel)}'><img src='data:image/jpeg;base64,{b64}'>"
+                         f"<br>{html.escape(str(r['image']))}</a>")
+    parts.append("</div></body></html>")
+    path = out / "report.html"
+    atomic_write_text(path, "\n".join(parts))
+    return path
