@@ -1,0 +1,810 @@
+"""``load``: any supported image file -> :class:`~spinalquant.stack.Stack`.
+
+Readers
+-------
+* ``.tif/.tiff/.ome.tif/.lsm`` — tifffile directly (OME-XML, ImageJ hyperstack,
+  LSM and plain TIFF). Fast and independent of bioio's plugin choice.
+* ``.czi/.lif/.nd2`` — bioio with the explicit reader plugins
+  (``bioio_czi.Reader``, ``bioio_lif.Reader``, ``bioio_nd2.Reader``). The
+  physical sizes the reader reports are cross-checked against the vendor
+  metadata read here independently (CZI ``Scaling/Items/Distance``, LIF
+  ``DimensionDescription``, ND2 ``axesCalibrated``); on disagreement the vendor
+  value wins and ``metadata["notes"]`` says so.
+* ``.png/.jpg/.jpeg`` — Pillow.
+
+Axis policy
+-----------
+Data always comes out as ``(C, Z, Y, X)``. A time axis with more than one
+point is reduced to its first time point (``metadata["n_timepoints"]``,
+``metadata["time_index"] == 0`` and a line in ``metadata["notes"]``); only
+scene 0 of a multi-scene file is read (``metadata["n_scenes"]``). A CZI
+mosaic is read stitched (bioio's ``mosaic_dask_data``). Any other axis with
+more than one element (e.g. a lambda sweep, a plain multi-page TIFF whose pages
+could be Z or C) is refused with a :class:`LoadError` rather than guessed.
+
+A single plane has ``z = None`` whatever the file says (readers default it
+to 1.0). Plain TIFF/PNG resolution tags count as a calibration only when
+they are in centimetre or inch *and* give a pixel smaller than 20 µm: 72/96/300
+dpi are screen/print defaults, not microscope calibrations.
+
+NaN in a floating-point image raises :class:`ImageContentError` from
+``load`` (eager data) or from :func:`check_content` (dask data).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from ..errors import ConfigError, ImageContentError, LoadError, PixelSizeError
+from ..stack import Stack
+from ._tiff import ome_channel_names, ome_pixel_info, unit_factor
+from ._write import INFO_CHANNELS_KEY
+
+#: File endings ``load`` accepts (matched case-insensitively, longest first).
+SUPPORTED_EXTENSIONS: tuple[str, ...] = (
+    ".ome.tiff",
+    ".ome.tif",
+    ".tiff",
+    ".tif",
+    ".lsm",
+    ".czi",
+    ".lif",
+    ".nd2",
+    ".png",
+    ".jpeg",
+    ".jpg",
+)
+
+_TIFF_EXT = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".lsm")
+_BIOIO_EXT = (".czi", ".lif", ".nd2")
+_PIL_EXT = (".png", ".jpeg", ".jpg")
+
+#: A resolution tag finer than this (µm per pixel) is taken as a microscope
+#: calibration; coarser ones are screen/print defaults (72 dpi = 353 µm).
+_MAX_PLAUSIBLE_TAG_UM = 20.0
+
+PixelSizeArg = float | Sequence[float | None] | None
+
+
+# --------------------------------------------------------------------- names
+def _extension(path: str | os.PathLike[str]) -> str | None:
+    name = Path(path).name.lower()
+    for ext in SUPPORTED_EXTENSIONS:
+        if name.endswith(ext) and len(name) > len(ext):
+            return ext
+    return None
+
+
+def is_supported(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` ends with one of :data:`SUPPORTED_EXTENSIONS`.
+
+    Examples
+    --------
+    >>> is_supported("L4_s1.OME.TIF"), is_supported("notes.txt")
+    (True, False)
+    """
+    return _extension(path) is not None
+
+
+def image_stem(path: str | os.PathLike[str]) -> str:
+    """File name without its whole image extension.
+
+    Examples
+    --------
+    >>> image_stem("data/L4_s1.ome.tif"), image_stem("a.b.czi"), image_stem("x.txt")
+    ('L4_s1', 'a.b', 'x')
+    """
+    name = Path(path).name
+    ext = _extension(path)
+    if ext is not None:
+        return name[: -len(ext)]
+    return Path(name).stem
+
+
+# ----------------------------------------------------------- axis handling
+def _to_czyx(data: Any, axes: str, path: Path, meta: dict[str, Any]) -> Any:
+    """Rearrange ``data`` with tifffile/bioio ``axes`` letters into (C, Z, Y, X)."""
+    axes = axes.upper()
+    if len(axes) != data.ndim:
+        raise LoadError(f"{path}: axes {axes!r} do not match data shape {data.shape}")
+    if "Y" not in axes or "X" not in axes:
+        raise LoadError(
+            f"{path}: image has axes {axes!r} without both Y and X; "
+            "resave it as an OME-TIFF or ImageJ hyperstack with YX planes"
+        )
+    notes: list[str] = meta.setdefault("notes", [])
+    index: list[Any] = []
+    kept = ""
+    for ax, n in zip(axes, data.shape, strict=True):
+        if ax == "T":
+            meta["n_timepoints"] = int(n)
+            meta["time_index"] = 0
+            if n > 1:
+                notes.append(f"time series with {n} time points: only T=0 was read")
+            index.append(0)
+        elif ax in "CZYXS":
+            if ax in kept:
+                raise LoadError(f"{path}: axis {ax!r} appears twice in {axes!r}")
+            kept += ax
+            index.append(slice(None))
+        elif n == 1:
+            index.append(0)
+        else:
+            raise LoadError(
+                f"{path}: unsupported axis {ax!r} of length {n} (axes {axes!r}, shape "
+                f"{tuple(data.shape)}); spinalquant reads channels (C), z-slices (Z), "
+                "time (first point) and YX planes. Pass the axes explicitly "
+                "(load(..., axes='ZYX'), config `axes`) or resave the image as an "
+                "OME-TIFF / ImageJ hyperstack."
+            )
+    data = data[tuple(index)]
+    if "S" in kept:
+        n_s = data.shape[kept.index("S")]
+        n_c = data.shape[kept.index("C")] if "C" in kept else 1
+        if n_c > 1 and n_s > 1:
+            raise LoadError(
+                f"{path}: image has both channels and samples per pixel "
+                f"(axes {axes!r}); this layout is not supported"
+            )
+        drop = "S" if n_s == 1 and "C" in kept else ("C" if "C" in kept else "")
+        if drop:
+            data = data.squeeze(axis=kept.index(drop))
+            kept = kept.replace(drop, "")
+        kept = kept.replace("S", "C")
+    for ax in "CZ":
+        if ax not in kept:
+            data = data[np.newaxis]
+            kept = ax + kept
+    order = [kept.index(ax) for ax in "CZYX"]
+    return data.transpose(order)
+
+
+# ------------------------------------------------------------ pixel sizes
+def _tag_pixel_size_um(page: tifffile.TiffPage) -> tuple[float | None, float | None]:
+    """(y, x) µm from TIFF resolution tags in cm/inch, if plausibly a calibration."""
+    unit = page.tags.valueof(296, default=2)
+    factor = {2: 25400.0, 3: 10000.0}.get(int(unit))
+    if factor is None or "XResolution" not in page.tags:
+        return None, None
+    try:
+        xres = page.tags["XResolution"].value
+        yres = page.tags["YResolution"].value if "YResolution" in page.tags else xres
+        x = factor * xres[1] / xres[0]
+        y = factor * yres[1] / yres[0]
+    except (ZeroDivisionError, TypeError, IndexError):
+        return None, None
+    if not (0 < x < _MAX_PLAUSIBLE_TAG_UM and 0 < y < _MAX_PLAUSIBLE_TAG_UM):
+        return None, None
+    return y, x
+
+
+def _imagej_pixel_size(
+    page: tifffile.TiffPage, ij: dict[str, Any], path: Path
+) -> tuple[float | None, float | None, float | None, str | None]:
+    """(z, y, x) µm from ImageJ unit/resolution/spacing; also the raw unit."""
+    unit = ij.get("unit")
+    factor = unit_factor(unit)
+    if factor is None:
+        return None, None, None, unit
+    y = x = None
+    if "XResolution" in page.tags:
+        xres = page.tags["XResolution"].value
+        yres = page.tags["YResolution"].value if "YResolution" in page.tags else xres
+        if xres[0] > 0 and yres[0] > 0:
+            x = factor * xres[1] / xres[0]
+            y = factor * yres[1] / yres[0]
+    z = None
+    spacing = ij.get("spacing")
+    if spacing is not None:
+        try:
+            z = float(spacing) * factor
+        except (TypeError, ValueError):
+            z = None
+    return z, y, x, unit
+
+
+def _imagej_channel_names(ij: dict[str, Any], n_c: int, n_z: int) -> list[str] | None:
+    info = ij.get("Info")
+    if isinstance(info, str):
+        for line in info.splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == INFO_CHANNELS_KEY:
+                import json
+
+                try:
+                    names = json.loads(value.strip())
+                except ValueError:
+                    break
+                if isinstance(names, list) and len(names) == n_c:
+                    return [str(n) for n in names]
+    labels = ij.get("Labels")
+    if not isinstance(labels, list) or len(labels) != n_c * n_z or n_c < 2:
+        return None
+    per_channel = [labels[c] for c in range(n_c)]
+    consistent = all(labels[z * n_c + c] == per_channel[c] for z in range(n_z) for c in range(n_c))
+    if consistent and len(set(per_channel)) == n_c and all(str(n).strip() for n in per_channel):
+        return [str(n) for n in per_channel]
+    return None
+
+
+def _check_complete(tif: tifffile.TiffFile, series: Any, path: Path) -> None:
+    """Raise LoadError when the TIFF is visibly truncated or its metadata broken."""
+    size = path.stat().st_size
+    declared = "ImageJ" if tif.is_imagej else ("OME" if tif.is_ome else None)
+    expected = {"ImageJ": "imagej", "OME": "ome"}.get(declared or "")
+    if expected is not None and series.kind.lower() != expected:
+        raise LoadError(
+            f"{path}: the {declared} metadata does not match the image data in the "
+            "file (the file is probably truncated or corrupt); export it again"
+        )
+    offset = getattr(series, "dataoffset", None)
+    if offset is not None and offset + series.nbytes > size:
+        raise LoadError(
+            f"{path}: the file is truncated ({size} bytes, the pixel data needs "
+            f"{offset + series.nbytes}); copy or export it again"
+        )
+    for page in series.pages:
+        if page is None or not hasattr(page, "dataoffsets"):
+            continue
+        ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
+        if ends and max(ends) > size:
+            raise LoadError(
+                f"{path}: the file is truncated (pixel data of a plane lies beyond its "
+                f"end at {size} bytes); copy or export it again"
+            )
+
+
+def _read_tiff(path: Path, threshold: int) -> dict[str, Any]:
+    try:
+        tif = tifffile.TiffFile(path)
+    except tifffile.TiffFileError as exc:
+        raise LoadError(
+            f"{path}: not a readable TIFF file ({exc}); check that the file is a "
+            "complete image export (it may be truncated, or another file type renamed .tif)"
+        ) from exc
+    with tif:
+        if not tif.series:
+            raise LoadError(f"{path}: TIFF file contains no image")
+        series = tif.series[0]
+        _check_complete(tif, series, path)
+        page = series.keyframe
+        axes = series.axes
+        meta: dict[str, Any] = {
+            "reader": "tifffile",
+            "axes": axes,
+            "shape": tuple(int(s) for s in series.shape),
+            "dtype": str(series.dtype),
+            "n_series": len(tif.series),
+            "notes": [],
+        }
+        ps = {"z": None, "y": None, "x": None}
+        names: list[str] | None = None
+        if tif.is_ome:
+            meta["format"] = "ome-tiff"
+            meta["ome_xml"] = tif.ome_metadata
+            info = ome_pixel_info(tif.ome_metadata)
+            ps.update({k: info.get(k) for k in "zyx"})
+            names = ome_channel_names(tif.ome_metadata)
+        elif tif.is_imagej:
+            meta["format"] = "imagej-tiff"
+            ij = dict(tif.imagej_metadata or {})
+            meta["imagej"] = ij
+            z, y, x, unit = _imagej_pixel_size(page, ij, path)
+            ps.update(z=z, y=y, x=x)
+            if unit is not None and unit_factor(unit) is None:
+                meta["notes"].append(f"ImageJ unit {unit!r} is not a length: uncalibrated")
+        elif tif.is_lsm:
+            meta["format"] = "lsm"
+            lsm = tif.lsm_metadata or {}
+            for key, k in (("VoxelSizeX", "x"), ("VoxelSizeY", "y"), ("VoxelSizeZ", "z")):
+                value = lsm.get(key)
+                if value:
+                    ps[k] = float(value) * 1e6  # metres
+        else:
+            meta["format"] = "tiff"
+            ps["y"], ps["x"] = _tag_pixel_size_um(page)
+        rgb = page.photometric == tifffile.PHOTOMETRIC.RGB and "S" in axes
+        nbytes = math.prod(series.shape) * series.dtype.itemsize
+        try:
+            if nbytes > threshold:
+                import dask.array as da
+                import zarr
+
+                # the store opens its own file handle, independent of ``tif``
+                store = tifffile.imread(path, aszarr=True, series=0, level=0)
+                data = da.from_zarr(zarr.open(store, mode="r"))
+                meta["lazy"] = True
+            else:
+                data = series.asarray()
+        except Exception as exc:  # codecs raise their own error types
+            raise LoadError(
+                f"{path}: pixel data cannot be read ({type(exc).__name__}: {exc}); the "
+                "file is probably truncated or corrupt — export it again"
+            ) from exc
+    if ps["x"] is None and ps["y"] is not None:
+        ps["x"] = ps["y"]
+    if ps["y"] is None and ps["x"] is not None:
+        ps["y"] = ps["x"]
+    return {"data": data, "axes": axes, "names": names, "ps": ps, "meta": meta, "rgb": rgb}
+
+
+# ------------------------------------------------------------------- bioio
+def _reader_class(ext: str, path: Path) -> Any:
+    try:
+        if ext == ".czi":
+            from bioio_czi import Reader
+        elif ext == ".lif":
+            from bioio_lif import Reader
+        else:
+            from bioio_nd2 import Reader
+    except ImportError as exc:
+        raise LoadError(
+            f"{path}: reading {ext} files needs the optional reader plugin "
+            f"({exc.name}); install it with `pip install spinalquant[vendor]`"
+        ) from exc
+    return Reader
+
+
+def _lif_vendor_sizes(metadata: Any, scene: int, scene_name: str) -> dict[str, float]:
+    """µm per pixel for X/Y/Z of one LIF image, from its DimensionDescription."""
+    if not isinstance(metadata, ET.Element):
+        return {}
+    images = [el for el in metadata.iter("Element") if el.find("./Data/Image") is not None]
+    if scene >= len(images):
+        return {}
+    el = images[scene]
+    if el.get("Name") not in (None, scene_name) and scene_name not in el.get("Name", ""):
+        return {}
+    out: dict[str, float] = {}
+    for dim in el.iter("DimensionDescription"):
+        key = {"1": "x", "2": "y", "3": "z"}.get(dim.get("DimID", ""))
+        try:
+            n = int(dim.get("NumberOfElements", "0"))
+            length = float(dim.get("Length", "nan"))
+        except ValueError:
+            continue
+        unit = dim.get("Unit", "")
+        factor = 1e6 if unit == "m" else unit_factor(unit)
+        if key is None or n < 2 or factor is None or not length > 0:
+            continue
+        out[key] = abs(length) * factor / (n - 1)
+    return out
+
+
+def _czi_vendor_sizes(metadata: Any) -> dict[str, float]:
+    """µm per pixel from CZI ``Scaling/Items/Distance`` (values in metres)."""
+    if not isinstance(metadata, ET.Element):
+        return {}
+    out: dict[str, float] = {}
+    for dist in metadata.iter("Distance"):
+        key = (dist.get("Id") or "").lower()
+        value = dist.find("Value")
+        if key in ("x", "y", "z") and value is not None and value.text:
+            try:
+                v = float(value.text) * 1e6
+            except ValueError:
+                continue
+            if v > 0:
+                out[key] = v
+    return out
+
+
+def _nd2_calibrated(path: Path) -> tuple[bool, bool] | None:
+    """(xy calibrated, z calibrated) from the ND2 metadata, or None if unknown."""
+    try:
+        import nd2
+
+        with nd2.ND2File(path) as f:
+            channels = f.metadata.channels or []
+            if not channels or channels[0].volume is None:
+                return None
+            cal = channels[0].volume.axesCalibrated
+            return bool(cal[0] and cal[1]), bool(cal[2])
+    except Exception:  # a failed vendor check must not block loading
+        return None
+
+
+def _close(a: float | None, b: float | None, rtol: float = 0.01) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(a - b) <= rtol * max(abs(a), abs(b))
+
+
+def _read_bioio(path: Path, ext: str, threshold: int) -> dict[str, Any]:
+    Reader = _reader_class(ext, path)
+    try:
+        reader = Reader(path)
+        scenes = tuple(reader.scenes)
+        reader.set_scene(0)
+        dims = reader.dims
+        meta: dict[str, Any] = {
+            "reader": f"{Reader.__module__}.Reader",
+            "format": ext.lstrip("."),
+            "n_scenes": len(scenes),
+            "scene": str(scenes[0]) if scenes else None,
+            "scene_index": 0,
+            "notes": [],
+        }
+        if len(scenes) > 1:
+            meta["notes"].append(f"{len(scenes)} scenes in the file: only scene 0 was read")
+        order = dims.order
+        if "M" in order and dims.M > 1 and hasattr(reader, "mosaic_xarray_dask_data"):
+            xdata = reader.mosaic_xarray_dask_data
+            data = xdata.data
+            axes = "".join(str(d) for d in xdata.dims)
+            meta["mosaic"] = f"stitched from {dims.M} tiles"
+        else:
+            data = reader.dask_data
+            axes = order
+        names = [str(n) for n in reader.channel_names] if reader.channel_names else None
+        pps = reader.physical_pixel_sizes
+        raw_meta = reader.metadata
+    except LoadError:
+        raise
+    except Exception as exc:  # vendor readers raise anything
+        raise LoadError(
+            f"{path}: the {ext} reader failed ({type(exc).__name__}: {exc}); check that "
+            "the file opens in the vendor software and is not truncated"
+        ) from exc
+    meta["axes"] = axes
+    meta["shape"] = tuple(int(s) for s in data.shape)
+    meta["dtype"] = str(data.dtype)
+    meta["reader_pixel_sizes_um"] = {"z": pps.Z, "y": pps.Y, "x": pps.X}
+    if isinstance(raw_meta, ET.Element):
+        meta["vendor_xml"] = ET.tostring(raw_meta, encoding="unicode")
+    ps: dict[str, float | None] = {"z": pps.Z, "y": pps.Y, "x": pps.X}
+
+    # cross-check against the vendor metadata read independently
+    vendor: dict[str, float] = {}
+    if ext == ".lif":
+        vendor = _lif_vendor_sizes(raw_meta, 0, meta["scene"] or "")
+    elif ext == ".czi":
+        vendor = _czi_vendor_sizes(raw_meta)
+    elif ext == ".nd2":
+        cal = _nd2_calibrated(path)
+        if cal is not None:
+            xy_ok, z_ok = cal
+            if not xy_ok:
+                ps["x"] = ps["y"] = None
+                meta["notes"].append("ND2 XY calibration flag is off: pixel size unknown")
+            if not z_ok:
+                ps["z"] = None
+    for k, v in vendor.items():
+        if not _close(ps.get(k), v):
+            meta["notes"].append(
+                f"reader pixel size {k}={ps.get(k)} µm disagrees with vendor metadata "
+                f"{v} µm; the vendor value is used"
+            )
+            ps[k] = v
+    # a z-size with no z-calibration in the vendor metadata is a reader default
+    if ext in (".czi", ".lif") and vendor and "z" not in vendor:
+        ps["z"] = None
+
+    if ext == ".lif":
+        data, axes = _lif_pixels(path, data, axes, dims, meta)
+    return {"data": data, "axes": axes, "names": names, "ps": ps, "meta": meta, "rgb": False}
+
+
+def _lif_pixels(path: Path, data: Any, axes: str, dims: Any, meta: dict[str, Any]):
+    """Scene-0 pixels of a LIF file with the axes liffile (bioio-lif's backend) reports.
+
+    bioio-lif 2.0 cannot read XZ scans (its dask graph fails) and reports
+    lambda sweeps as C=1, Z=1; liffile gives the true dimensions. bioio's lazy
+    array is kept when both agree on an ordinary XY image.
+    """
+    import liffile
+
+    try:
+        with liffile.LifFile(path) as lif:
+            image = lif.images[0]
+            lif_dims = tuple(str(d) for d in image.dims)
+            lif_sizes = {str(k): int(v) for k, v in image.sizes.items()}
+            agree = set(lif_dims) <= set("TCZYX") and all(
+                lif_sizes.get(ax, 1) == int(getattr(dims, ax)) for ax in axes
+            )
+            if agree and "Y" in lif_dims:
+                return data, axes
+            pixels = image.asarray()
+    except (liffile.LifFileError, OSError, ValueError, IndexError, KeyError) as exc:
+        raise LoadError(f"{path}: LIF pixel data cannot be read ({exc})") from exc
+    lif_axes = "".join(lif_dims)
+    if "Y" not in lif_axes and "Z" in lif_axes and "X" in lif_axes:
+        pixels = pixels[..., np.newaxis, :] if lif_axes.endswith("X") else pixels
+        lif_axes = lif_axes[:-1] + "YX" if lif_axes.endswith("X") else lif_axes
+        meta["xz_scan"] = True
+        meta["notes"].append("XZ scan: the image has Z and X, Y has length 1")
+    meta["axes"] = lif_axes
+    return pixels, lif_axes
+
+
+# --------------------------------------------------------------------- PIL
+def _read_pil(path: Path) -> dict[str, Any]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            dpi = img.info.get("dpi")
+            meta: dict[str, Any] = {"reader": "pillow", "format": img.format, "mode": mode,
+                                    "notes": []}
+            if mode in ("P", "PA", "RGBA", "LA", "CMYK", "YCbCr", "1"):
+                target = "L" if mode in ("LA", "1") else "RGB"
+                if mode in ("RGBA", "LA", "PA"):
+                    meta["notes"].append(f"alpha channel of mode {mode} dropped")
+                img = img.convert(target)
+            data = np.asarray(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise LoadError(
+            f"{path}: not a readable image ({exc}); check the file is complete and of "
+            "the type its name says"
+        ) from exc
+    ps: dict[str, float | None] = {"z": None, "y": None, "x": None}
+    if dpi:
+        try:
+            x, y = 25400.0 / float(dpi[0]), 25400.0 / float(dpi[1])
+        except (ZeroDivisionError, TypeError, ValueError, IndexError):
+            x = y = math.inf
+        if 0 < x < _MAX_PLAUSIBLE_TAG_UM and 0 < y < _MAX_PLAUSIBLE_TAG_UM:
+            ps.update(y=y, x=x)
+    rgb = data.ndim == 3
+    axes = "YXS" if rgb else "YX"
+    meta["axes"] = axes
+    return {"data": data, "axes": axes, "names": None, "ps": ps, "meta": meta, "rgb": rgb}
+
+
+# -------------------------------------------------------------------- load
+def _resolve_pixel_size(
+    file_ps: dict[str, float | None], override: PixelSizeArg, path: Path
+) -> tuple[float | None, float | None, float | None]:
+    z, y, x = file_ps["z"], file_ps["y"], file_ps["x"]
+    if override is None:
+        return z, y, x
+    if isinstance(override, int | float | np.integer | np.floating):
+        value = float(override)
+        return z, value, value
+    values = tuple(override)
+    if len(values) == 2:
+        values = (None, *values)
+    if len(values) != 3:
+        raise ConfigError(
+            f"{path}: pixel_size_um must be a number (y = x) or a (z, y, x) tuple; "
+            f"got {override!r}"
+        )
+    oz, oy, ox = (None if v is None else float(v) for v in values)
+    return (z if oz is None else oz, y if oy is None else oy, x if ox is None else ox)
+
+
+def _validate_path(path: Path) -> str:
+    ext = _extension(path)
+    if ext is None:
+        raise LoadError(
+            f"{path}: unsupported file type {path.suffix or '(no extension)'!r}; "
+            f"spinalquant reads {', '.join(SUPPORTED_EXTENSIONS)}. Export the image as "
+            "OME-TIFF if your format is not listed."
+        )
+    if not path.exists():
+        raise LoadError(f"{path}: file not found; check the path and the input folder")
+    if path.is_dir():
+        raise LoadError(f"{path}: is a folder, not an image file")
+    if path.stat().st_size == 0:
+        raise LoadError(
+            f"{path}: file is empty (0 bytes); the export or copy probably failed — "
+            "copy or export it again"
+        )
+    return ext
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    pixel_size_um: PixelSizeArg = None,
+    channel_names: Sequence[str] | None = None,
+    require_pixel_size: bool = True,
+    dask_threshold_bytes: int = 2**31,
+    axes: str | None = None,
+) -> Stack:
+    """Read an image file into a :class:`Stack` with data ``(C, Z, Y, X)``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        An OME-TIFF, ImageJ TIFF, plain TIFF, LSM, CZI, LIF, ND2, PNG or JPEG file
+        (see :data:`SUPPORTED_EXTENSIONS`). Non-ASCII paths are fine.
+    pixel_size_um : float or (z, y, x) tuple, optional
+        Overrides the file's calibration. A float sets y = x (z from the file);
+        ``None`` entries in a tuple keep the file's value.
+    channel_names : sequence of str, optional
+        Overrides the channel names of the file (must match the channel count).
+        Files without names get ``"C0", "C1", ...``; RGB files ``"R", "G", "B"``.
+    require_pixel_size : bool
+        If True (default) a file without y/x calibration and no override raises
+        :class:`PixelSizeError`; if False, ``pixel_size_um`` holds ``None``.
+    dask_threshold_bytes : int
+        Above this uncompressed size (after dropping time points and scenes)
+        the data is a lazy dask array.
+    axes : str, optional
+        The file's axes when its metadata does not give them, e.g. ``"ZYX"``
+        for a plain multi-page TIFF (tifffile letters; ``S`` = RGB samples).
+
+    Returns
+    -------
+    Stack
+        ``metadata`` holds ``reader``, ``format``, original ``axes``/``shape``,
+        ``notes`` (time points or scenes dropped, corrected pixel sizes) and the raw
+        OME-XML / ImageJ dict / vendor XML.
+
+    Raises
+    ------
+    LoadError
+        Missing, empty, truncated, corrupt or unsupported file; unsupported axes.
+    PixelSizeError
+        No calibration in the file, none given and ``require_pixel_size``.
+    ImageContentError
+        Floating-point data containing NaN.
+    ConfigError
+        ``channel_names`` or ``pixel_size_um`` of the wrong length.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from spinalquant.io import save_stack
+    >>> s = Stack(np.ones((2, 1, 8, 8), np.uint16), ("DAPI", "GFP"), (None, 0.5, 0.5))
+    >>> out = save_stack(s, pathlib.Path(tempfile.mkdtemp()) / "a.ome.tif")
+    >>> t = load(out)
+    >>> t.shape, t.channel_names, t.pixel_size_um
+    ((2, 1, 8, 8), ('DAPI', 'GFP'), (None, 0.5, 0.5))
+    """
+    p = Path(path)
+    ext = _validate_path(p)
+    try:
+        if ext in _TIFF_EXT:
+            raw = _read_tiff(p, dask_threshold_bytes)
+        elif ext in _BIOIO_EXT:
+            raw = _read_bioio(p, ext, dask_threshold_bytes)
+        else:
+            raw = _read_pil(p)
+    except OSError as exc:
+        raise LoadError(f"{p}: cannot read file ({exc})") from exc
+    meta = raw["meta"]
+    meta["path"] = str(p)
+    file_axes = raw["axes"]
+    if axes is not None:
+        if len(axes) != raw["data"].ndim:
+            raise ConfigError(
+                f"{p}: axes={axes!r} has {len(axes)} letters but the image has "
+                f"{raw['data'].ndim} dimensions {tuple(raw['data'].shape)} (file axes "
+                f"{file_axes!r})"
+            )
+        file_axes = axes
+        meta["axes_override"] = axes
+    data = _to_czyx(raw["data"], file_axes, p, meta)
+    if not isinstance(data, np.ndarray):
+        n_bytes = math.prod(data.shape) * data.dtype.itemsize
+        if n_bytes <= dask_threshold_bytes:
+            try:
+                data = np.asarray(data.compute())
+            except Exception as exc:
+                raise LoadError(
+                    f"{p}: pixel data cannot be read ({type(exc).__name__}: {exc}); the "
+                    "file is probably truncated or corrupt — export it again"
+                ) from exc
+            meta["lazy"] = False
+    n_c, n_z = int(data.shape[0]), int(data.shape[1])
+    rgb = bool(raw["rgb"]) and n_c == 3
+
+    # channel names
+    names = raw["names"]
+    if raw["names"] is None and meta.get("format") == "imagej-tiff":
+        names = _imagej_channel_names(meta.get("imagej", {}), n_c, n_z)
+    if channel_names is not None:
+        names = [str(n) for n in channel_names]
+        if len(names) != n_c:
+            raise ConfigError(
+                f"{p}: {len(names)} channel names given ({names}) but the file has "
+                f"{n_c} channels; list exactly one name per channel in the config"
+            )
+    elif names is None or len(names) != n_c:
+        names = ["R", "G", "B"] if rgb else [f"C{i}" for i in range(n_c)]
+    if len(set(names)) != len(names):  # duplicate names from the file
+        names = [f"{n}_{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+    # pixel sizes
+    file_ps = dict(raw["ps"])
+    if n_z == 1:
+        file_ps["z"] = None
+    for k, v in list(file_ps.items()):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            meta["notes"].append(f"invalid pixel size {k}={v} in the file ignored")
+            file_ps[k] = None
+    meta["file_pixel_size_um"] = (file_ps["z"], file_ps["y"], file_ps["x"])
+    ps = _resolve_pixel_size(file_ps, pixel_size_um, p)
+    if require_pixel_size and (ps[1] is None or ps[2] is None):
+        if meta.get("xz_scan"):
+            raise PixelSizeError(
+                f"{p}: this is an XZ scan (Y has length 1), it has no Y pixel size and "
+                "cannot be quantified as an XY section; load it with "
+                "require_pixel_size=False to inspect it"
+            )
+        raise PixelSizeError(
+            f"{p}: the file has no physical pixel size (no calibration in its metadata). "
+            "Set it in the config, e.g. `pixel_size_um = 0.31` (µm per pixel; a "
+            "(z, y, x) list for stacks), or pass pixel_size_um= to load()."
+        )
+    if n_z == 1 and ps[0] is not None and pixel_size_um is None:
+        ps = (None, ps[1], ps[2])
+
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data)
+        if data.dtype.kind == "f" and np.isnan(data).any():
+            raise ImageContentError(
+                f"{p}: the image contains NaN pixels; replace them (e.g. by 0 in "
+                "ImageJ: Process > Math > Remove NaNs) and save again"
+            )
+    try:
+        return Stack(data, tuple(names), ps, path=p, metadata=meta, rgb=rgb)
+    except PixelSizeError as exc:
+        raise PixelSizeError(f"{p}: {exc}") from exc
+
+
+def check_content(stack: Stack, *, channels: Sequence[str | int] | None = None) -> None:
+    """Refuse pixel data that cannot be analysed.
+
+    Parameters
+    ----------
+    stack : Stack
+        The loaded image (numpy or dask data).
+    channels : sequence of str or int, optional
+        Markers / names / indices that must each contain signal; by default
+        only the image as a whole is checked.
+
+    Raises
+    ------
+    ImageContentError
+        NaN or infinite values; an image (or a requested channel) that is
+        constant, e.g. all zeros.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_content(Stack(np.arange(64, dtype=np.uint8).reshape(1, 1, 8, 8), ("C0",), (None, 1, 1)))
+    >>> check_content(Stack(np.zeros((1, 1, 8, 8), np.uint8), ("C0",), (None, 1, 1)))
+    Traceback (most recent call last):
+    ...
+    spinalquant.errors.ImageContentError: <array>: the image is all zeros (every pixel is 0); ...
+    """
+    data = stack.data
+    if data.dtype.kind == "f":
+        finite = bool(_compute(np.isfinite(data).all()))
+        if not finite:
+            raise ImageContentError(
+                f"{stack.name}: the image contains NaN or infinite pixels; replace them "
+                "and save the image again"
+            )
+    lo, hi = _compute(data.min()), _compute(data.max())
+    if lo == hi:
+        what = "all zeros (every pixel is 0)" if lo == 0 else f"constant (every pixel is {lo})"
+        raise ImageContentError(
+            f"{stack.name}: the image is {what}; the acquisition or export failed — "
+            "check the file in ImageJ/Fiji"
+        )
+    for marker in channels or ():
+        idx = stack.channel_index(marker)
+        plane = data[idx]
+        lo, hi = _compute(plane.min()), _compute(plane.max())
+        if lo == hi:
+            raise ImageContentError(
+                f"{stack.name}: channel {stack.channel_names[idx]!r} is constant "
+                f"(every pixel is {lo}); it carries no signal to analyse"
+            )
+
+
+def _compute(value: Any) -> Any:
+    return value.compute() if hasattr(value, "compute") else value
