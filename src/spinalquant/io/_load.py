@@ -533,8 +533,12 @@ def _read_pil(path: Path) -> dict[str, Any]:
         with Image.open(path) as img:
             mode = img.mode
             dpi = img.info.get("dpi")
-            meta: dict[str, Any] = {"reader": "pillow", "format": img.format, "mode": mode,
-                                    "notes": []}
+            meta: dict[str, Any] = {
+                "reader": "pillow",
+                "format": img.format,
+                "mode": mode,
+                "notes": [],
+            }
             if mode in ("P", "PA", "RGBA", "LA", "CMYK", "YCbCr", "1"):
                 target = "L" if mode in ("LA", "1") else "RGB"
                 if mode in ("RGBA", "LA", "PA"):

@@ -141,9 +141,14 @@ def save_stack(
         with _atomic_path(path) as tmp:
             if format == "ome":
                 tifffile.imwrite(
-                    tmp, rgb, ome=True, photometric="rgb", compression=compression,
-                    resolution=None if resolution is None else
-                    (resolution[0] * 1e4, resolution[1] * 1e4),
+                    tmp,
+                    rgb,
+                    ome=True,
+                    photometric="rgb",
+                    compression=compression,
+                    resolution=None
+                    if resolution is None
+                    else (resolution[0] * 1e4, resolution[1] * 1e4),
                     resolutionunit=None if resolution is None else "CENTIMETER",
                     metadata=_ome_metadata(axes, ps, None),
                 )
@@ -152,17 +157,27 @@ def save_stack(
                 if n_z > 1 and ps[0] is not None:
                     meta["spacing"] = float(ps[0])
                 tifffile.imwrite(
-                    tmp, rgb, imagej=True, photometric="rgb", compression=compression,
-                    resolution=resolution, metadata=meta,
+                    tmp,
+                    rgb,
+                    imagej=True,
+                    photometric="rgb",
+                    compression=compression,
+                    resolution=resolution,
+                    metadata=meta,
                 )
         return Path(path)
 
     if format == "ome":
         with _atomic_path(path) as tmp:
             tifffile.imwrite(
-                tmp, data, ome=True, photometric="minisblack", compression=compression,
-                resolution=None if resolution is None else
-                (resolution[0] * 1e4, resolution[1] * 1e4),
+                tmp,
+                data,
+                ome=True,
+                photometric="minisblack",
+                compression=compression,
+                resolution=None
+                if resolution is None
+                else (resolution[0] * 1e4, resolution[1] * 1e4),
                 resolutionunit=None if resolution is None else "CENTIMETER",
                 metadata=_ome_metadata("CZYX", ps, names),
             )
@@ -186,8 +201,13 @@ def save_stack(
         meta["spacing"] = float(ps[0])
     with _atomic_path(path) as tmp:
         tifffile.imwrite(
-            tmp, zcyx, imagej=True, photometric="minisblack", compression=compression,
-            resolution=resolution, metadata=meta,
+            tmp,
+            zcyx,
+            imagej=True,
+            photometric="minisblack",
+            compression=compression,
+            resolution=resolution,
+            metadata=meta,
         )
     return Path(path)
 
@@ -269,9 +289,12 @@ def save_labels(
     resolution = _resolution(ps)
     with _atomic_path(path) as tmp:
         tifffile.imwrite(
-            tmp, stacked, ome=True, photometric="minisblack", compression="zlib",
-            resolution=None if resolution is None else
-            (resolution[0] * 1e4, resolution[1] * 1e4),
+            tmp,
+            stacked,
+            ome=True,
+            photometric="minisblack",
+            compression="zlib",
+            resolution=None if resolution is None else (resolution[0] * 1e4, resolution[1] * 1e4),
             resolutionunit=None if resolution is None else "CENTIMETER",
             metadata=_ome_metadata(axes, ps, tuple(names)),
         )
