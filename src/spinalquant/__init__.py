@@ -27,9 +27,21 @@ from .errors import (
     SpinalquantError,
 )
 from .stack import Stack
+from .config import Config, load_config
+from .io import load, load_labels, save_labels, save_stack
+from .pipeline import Results, analyze, detect_section
 
 __all__ = [
+    "Config",
     "ConfigError",
+    "Results",
+    "analyze",
+    "detect_section",
+    "load",
+    "load_config",
+    "load_labels",
+    "save_labels",
+    "save_stack",
     "ImageContentError",
     "LoadError",
     "MissingChannelError",
