@@ -182,6 +182,59 @@ def config_cmd(
     typer.echo(default_config_toml(), nl=False)
 
 
+@app.command("stats")
+def stats_cmd(
+    results: Annotated[Path, typer.Argument(help="Folder written by 'spinalquant run' (has summary.csv).",
+                                            show_default=False)],
+    samples: Annotated[
+        Path | None,
+        typer.Option("--samples", "-s", help="Sample sheet CSV: image, animal, group (+ any factors).",
+                     show_default=False),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder [default: RESULTS/stats].",
+                                  show_default=False)
+    ] = None,
+    adjust: Annotated[str, typer.Option("--adjust", help="Dunn p-value adjustment: holm, bonferroni or none.")] = "holm",
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Write tables only.")] = False,
+) -> None:
+    """Compare groups of animals: per-animal means, ANOVA + Tukey, Kruskal-Wallis + Dunn, plots.
+
+    Images are averaged per animal first (the animal is the unit of replication).
+    Writes OUT/stats.csv (one row per measure x comparison), per_animal.csv,
+    groups.csv, excluded.csv, notes.txt and plots/ (PNG + SVG).
+    Exit status: 0 done, 2 bad usage (missing files, bad sample sheet).
+    """
+    from .errors import SpinalquantError
+    from .stats import run_stats
+
+    if samples is None:
+        typer.echo("error: --samples SAMPLES.csv is required (columns image, animal, group)", err=True)
+        raise typer.Exit(2)
+    if adjust not in ("holm", "bonferroni", "none"):
+        typer.echo(f"error: --adjust must be holm, bonferroni or none, not {adjust!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        rep = run_stats(results, samples, out, adjust=adjust, plots=not no_plots)
+    except (SpinalquantError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"error: cannot write statistics to {out or results / 'stats'}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for note in rep.warnings:
+        typer.echo(note, err=True)
+    omni = rep.stats[rep.stats["comparison"] == "all groups"]
+    for _, r in omni.iterrows():
+        if isinstance(r.get("error"), str) and r["error"]:
+            typer.echo(f"{r['measure']:>26s}: not tested", err=True)
+        else:
+            typer.echo(f"{r['measure']:>26s}: ANOVA p = {r['anova_p']:.3g}, "
+                       f"Kruskal-Wallis p = {r['kruskal_p']:.3g} (n = {int(r['n_animals'])} animals)",
+                       err=True)
+    typer.echo(f"{len(rep.per_animal)} animals; statistics written to {rep.out_dir}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
     try:
