@@ -359,6 +359,8 @@ class _Placer:
 
     def place(self, r: float, *, margin: float = 0.0, gap: float = 2.0, inside=None,
               tries: int = 400) -> tuple[float, float] | None:
+        if min(self.extent) <= 2 * margin:
+            return None
         for _ in range(tries):
             y = self.rng.uniform(margin, self.extent[0] - margin)
             x = self.rng.uniform(margin, self.extent[1] - margin)
@@ -751,7 +753,7 @@ def make_cord_section(
     pun_y_a = np.clip(pun_y_a, 0, ext[0] - p)
     pun_x_a = np.clip(pun_x_a, 0, ext[1] - p)
     n_pun = len(pun_y_a)
-    pun_amp = rng.lognormal(0, 0.25, n_pun) * 1.6
+    pun_amp = rng.lognormal(0, 0.3, n_pun) * 2.5
     pun_sig = np.hypot(_PSF_SIGMA_UM, rng.uniform(0.1, 0.25, n_pun))  # bouton size (x) PSF
     pun_z = rng.uniform(z_lo, z_hi, n_pun)
 
@@ -814,7 +816,7 @@ def make_cord_section(
             acc = sp_fft.irfft2(spec, s=fshape)[: shape[0], : shape[1]].astype(np.float32)
             if key == "synapse":
                 dz = z_planes[zi] - pun_z
-                a = pun_amp * np.exp(-(dz**2) / (2 * 0.6**2))
+                a = pun_amp * np.exp(-(dz**2) / (2 * 0.8**2))  # bouton (x) axial PSF
                 keep = a > 0.02
                 acc += _render_spots(shape, p, pun_y_a[keep], pun_x_a[keep], a[keep],
                                      np.hypot(pun_sig[keep], 0.3 * dz[keep]))
@@ -1014,7 +1016,7 @@ def make_muscle_section(
     ext = (shape[0] * p, shape[1] * p)
     gap_um = 1.2  # endomysium between neighbouring fibers
     # normal fibers are wider than the mean; atrophic ones are ~45 % of normal
-    f_normal = mean_min_feret_um / (1 - 0.55 * atrophic_fraction)
+    f_normal = mean_min_feret_um / (1 - 0.2 * atrophic_fraction)
     spacing = _SPACING_PER_FERET * f_normal + gap_um
     terr, atrophic = _tessellate(rng, shape, p, spacing, atrophic_fraction)
     n_terr = int(terr.max())
@@ -1167,4 +1169,4 @@ def make_muscle_section(
 
 
 #: Tessellation spacing per desired min Feret (calibrated: see tests/test_synthetic.py).
-_SPACING_PER_FERET = 1.0
+_SPACING_PER_FERET = 1.075
