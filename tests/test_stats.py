@@ -269,14 +269,15 @@ def test_run_stats_writes_tables_and_plots(tmp_path):
     sheet = pd.concat([sheet, pd.DataFrame([{"image": "cord/m99_s1.ome.tif", "animal": "m99",
                                              "group": "Muse", "sex": "F"}])])
     sheet.to_csv(tmp_path / "samples.csv", index=False)
-    rep = run_stats(res, tmp_path / "samples.csv")
+    rep = run_stats(res, tmp_path / "samples.csv",
+                    measures=["n_motor_neurons", "puncta_per_100um", "pct_gfp_gfap", "fiber_area_um2"])
     out = res / "stats"
     for f in ("stats.csv", "per_animal.csv", "groups.csv", "excluded.csv", "notes.txt"):
         assert (out / f).is_file()
     st = pd.read_csv(out / "stats.csv")
     # one row per measure x comparison: 1 omnibus + 3 pairs
     assert st.groupby("measure").size().eq(4).all()
-    assert {"n_motor_neurons", "puncta_per_100um", "pct_gfp_gfap", "fiber_area_um2"} <= set(st["measure"])
+    assert set(st["measure"]) == {"n_motor_neurons", "puncta_per_100um", "pct_gfp_gfap", "fiber_area_um2"}
     mn = st[st["measure"] == "n_motor_neurons"].set_index("comparison")
     assert mn.loc["vehicle vs Muse", "tukey_p"] < 0.01
     assert mn.loc["vehicle vs Muse", "diff"] == pytest.approx(-4, abs=1.0)
@@ -340,7 +341,13 @@ def _run_study(tmp_path: Path, effect: float | None, seed: int) -> pd.DataFrame:
     study = make_study(tmp_path / "study", groups={"vehicle": 0.0, "Muse": 1.0}, animals_per_group=3,
                        sections_per_animal=1, muscle_sections_per_animal=0, effect=effect, seed=seed,
                        shape=(320, 320), n_motor_neurons=8, n_gfp_cells=8)
-    code = main(["run", str(study.folder), "--out", str(tmp_path / "res"), "-j", "1", "-q"])
+    true_mn = study.truth.groupby("group")["n_motor_neurons"].mean()
+    if effect:
+        assert true_mn["vehicle"] < 0.7 * true_mn["Muse"]
+    cfg = tmp_path / "fast.toml"  # tables only: no label images, QC or report (speed)
+    cfg.write_text("[output]\nlabels = false\nqc = false\nreport = false\n", encoding="utf-8")
+    code = main(["run", str(study.folder), "--out", str(tmp_path / "res"), "-j", "1", "-q",
+                 "--config", str(cfg)])
     assert code == 0
     code = main(["stats", str(tmp_path / "res"), "--samples", str(study.samples_csv), "--no-plots"])
     assert code == 0

@@ -227,7 +227,9 @@ def stats_cmd(
     omni = rep.stats[rep.stats["comparison"] == "all groups"]
     for _, r in omni.iterrows():
         if isinstance(r.get("error"), str) and r["error"]:
-            typer.echo(f"{r['measure']:>26s}: not tested", err=True)
+            typer.echo(f"{r['measure']:>26s}: not tested (see stats.csv)", err=True)
+        elif r["anova_p"] != r["anova_p"]:  # NaN: no spread at all
+            typer.echo(f"{r['measure']:>26s}: not testable ({r['note']})", err=True)
         else:
             typer.echo(f"{r['measure']:>26s}: ANOVA p = {r['anova_p']:.3g}, "
                        f"Kruskal-Wallis p = {r['kruskal_p']:.3g} (n = {int(r['n_animals'])} animals)",

@@ -779,6 +779,11 @@ def run_stats(
 
     order = list(group_order) if group_order is not None else list(pd.unique(sheet["group"]))
     per_animal = aggregate_per_animal(summary, objects, sheet, measures=measures)
+    if per_animal.empty:
+        raise SampleSheetError(
+            f"no successfully analysed image of the sample sheet in {res_dir}: nothing to compare"
+            + (f" ({len(failed)} failed; see summary.csv)" if len(failed) else "")
+        )
     if group_order is not None:
         unknown = sorted(set(per_animal["group"]) - set(order))
         if unknown:

@@ -28,7 +28,8 @@ class Study:
     Attributes
     ----------
     folder : Path
-        Root folder; images below ``cord/`` and ``muscle/``.
+        Folder of the images: ``<animal>_L4_s<k>.ome.tif`` (cord) and
+        ``<animal>_TA_s<k>.ome.tif`` (muscle).
     samples_csv : Path
         The sample sheet (``image``, ``animal``, ``group``, ``tissue``).
     samples : DataFrame
@@ -42,6 +43,24 @@ class Study:
     samples_csv: Path
     samples: pd.DataFrame
     truth: pd.DataFrame
+
+
+def _cord_phantom(rng: np.random.Generator, *, tries: int = 8, **kwargs):
+    """A cord phantom; a random layout that cannot place every cell is redrawn."""
+    from .synthetic import make_cord_section
+
+    for _ in range(tries):
+        img_seed = int(rng.integers(2**31))
+        try:
+            return img_seed, make_cord_section(seed=img_seed, **kwargs)
+        except ValueError as exc:
+            if "cannot fit" not in str(exc):
+                raise
+            last = exc
+    raise ValueError(
+        f"{last}: even after {tries} layouts; use a larger shape or pixel_size_um, "
+        "or fewer motor neurons"
+    )
 
 
 def make_study(
@@ -80,7 +99,8 @@ def make_study(
     Parameters
     ----------
     folder : path
-        Created if needed; images go to ``folder/cord/`` and ``folder/muscle/``.
+        Created if needed; receives the images, ``samples.csv`` and
+        ``study_truth.csv``.
     groups : dict of str -> float, optional
         Group name -> treatment response level; default :data:`DEFAULT_GROUPS`.
     animals_per_group, sections_per_animal, muscle_sections_per_animal : int
@@ -114,7 +134,7 @@ def make_study(
     [['m01', 'vehicle'], ['m02', 'Muse']]
     """
     from .io import save_stack
-    from .synthetic import make_cord_section, make_muscle_section
+    from .synthetic import make_muscle_section
 
     groups = dict(DEFAULT_GROUPS if groups is None else groups)
     if not groups:
@@ -145,13 +165,12 @@ def make_study(
             for s in range(1, sections_per_animal + 1):
                 n_mn = max(int(round(mn_animal + rng.integers(-1, 2))), 0)
                 n_pun = max(int(round(puncta_per_neuron * scale * bio)), 0)
-                img_seed = int(rng.integers(2**31))
-                ph = make_cord_section(
-                    seed=img_seed, shape=shape, pixel_size_um=pixel_size_um, n_z=n_z,
+                img_seed, ph = _cord_phantom(
+                    rng, shape=shape, pixel_size_um=pixel_size_um, n_z=n_z,
                     n_motor_neurons=n_mn, puncta_per_neuron=n_pun, n_gfp_cells=n_gfp_cells,
                 )
-                name = f"cord/{animal}_L4_s{s}.ome.tif"
-                (root / "cord").mkdir(parents=True, exist_ok=True)
+                name = f"{animal}_L4_s{s}.ome.tif"
+                root.mkdir(parents=True, exist_ok=True)
                 save_stack(ph.stack, root / name, format="ome")
                 rows.append({"image": name, "animal": animal, "group": group, "tissue": "cord"})
                 gfp = ph.truth["gfp_cells"]
@@ -166,8 +185,8 @@ def make_study(
                 feret = mean_min_feret_um * fiber_scale * bio ** 0.5
                 ph = make_muscle_section(seed=img_seed, shape=shape, pixel_size_um=muscle_pixel_size_um,
                                          mean_min_feret_um=feret)
-                name = f"muscle/{animal}_TA_s{s}.ome.tif"
-                (root / "muscle").mkdir(parents=True, exist_ok=True)
+                name = f"{animal}_TA_s{s}.ome.tif"
+                root.mkdir(parents=True, exist_ok=True)
                 save_stack(ph.stack, root / name, format="ome")
                 rows.append({"image": name, "animal": animal, "group": group, "tissue": "muscle"})
                 fib = ph.truth["fibers"]
