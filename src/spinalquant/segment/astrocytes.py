@@ -24,7 +24,15 @@ from skimage import filters
 from skimage.morphology import disk
 
 from ..errors import ConfigError
-from .gfp_cells import _check_plane, _check_px, _filter_and_relabel, _split, background_residual, robust_sigma
+from .gfp_cells import (
+    _check_plane,
+    _check_px,
+    _filter_and_relabel,
+    _split,
+    background_residual,
+    pixel_noise,
+    robust_sigma,
+)
 
 __all__ = ["AstrocyteParams", "gfap_area_fraction", "segment_astrocytes"]
 
@@ -70,7 +78,7 @@ def segment_astrocytes(
     gfap,
     *,
     pixel_size_um: float,
-    params: AstrocyteParams = AstrocyteParams(),  # noqa: B008 - frozen default
+    params: AstrocyteParams = AstrocyteParams(),
 ) -> np.ndarray:
     """Label GFAP+ astrocyte somata in one plane.
 
@@ -119,8 +127,10 @@ def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float 
     """Fraction of the tissue area that is GFAP+ (an astrogliosis index).
 
     GFAP is smoothed lightly (0.5 µm), its large-scale background removed,
-    and pixels above ``max(Otsu, median + noise_k · σ)`` (σ: MAD of the
-    residual) count as GFAP+.
+    and pixels above ``max(Otsu, median + noise_k · σ)`` count as GFAP+
+    (σ: pixel-to-pixel noise of the residual,
+    :func:`~spinalquant.segment.gfp_cells.pixel_noise`, which stays small
+    even when GFAP+ tissue covers most of the region).
 
     Parameters
     ----------
@@ -155,6 +165,6 @@ def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float 
     if vals.size == 0:
         return float("nan")
     sample = vals[:: max(1, vals.size // 1_000_000)]
-    floor = float(np.median(sample)) + noise_k * robust_sigma(sample)
+    floor = float(np.median(sample)) + noise_k * pixel_noise(resid)
     thr = max(float(filters.threshold_otsu(sample)), floor) if np.ptp(sample) > 0 else floor
     return float(np.count_nonzero(vals > thr) / vals.size)

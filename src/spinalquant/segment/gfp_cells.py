@@ -39,7 +39,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
-from scipy import stats
 from skimage import filters
 from skimage.feature import peak_local_max
 from skimage.morphology import remove_small_objects
@@ -223,7 +222,7 @@ def pixel_noise(img) -> float:
         return float("nan")
     step = max(1, a.shape[-2] // 512) if a.ndim >= 2 else 1
     d = np.diff(a[..., ::step, :], axis=-1)
-    return robust_sigma(d) / np.sqrt(2.0)
+    return float(robust_sigma(d) / np.sqrt(2.0))
 
 
 def background_residual(
@@ -363,7 +362,7 @@ def segment_gfp_cells(
     gfp,
     *,
     pixel_size_um: float,
-    params: GfpCellParams = GfpCellParams(),  # noqa: B008 - frozen, immutable default
+    params: GfpCellParams = GfpCellParams(),
     reference=None,
 ) -> np.ndarray:
     """Label GFP+ cell bodies in one plane.
@@ -428,7 +427,7 @@ def segment_gfp_cells_3d(
     gfp_zyx,
     *,
     spacing_zyx,
-    params: GfpCellParams = GfpCellParams(),  # noqa: B008
+    params: GfpCellParams = GfpCellParams(),
     reference=None,
 ) -> np.ndarray:
     """Label GFP+ cells in 3-D so that a cell spanning several planes counts once.
@@ -583,7 +582,7 @@ def gfap_positivity(
     *,
     gfp=None,
     pixel_size_um: float,
-    params: GfapPositivityParams = GfapPositivityParams(),  # noqa: B008
+    params: GfapPositivityParams = GfapPositivityParams(),
 ) -> pd.DataFrame:
     """Call each GFP+ cell GFAP-positive or not.
 

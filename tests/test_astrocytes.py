@@ -1,0 +1,67 @@
+"""GFAP+ astrocyte somata and GFAP area fraction on cord phantoms and toy images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinalquant.errors import ConfigError
+from spinalquant.measure.colocalization import measure_gfp_cells
+from spinalquant.measure.matching import match_points
+from spinalquant.segment.astrocytes import AstrocyteParams, gfap_area_fraction, segment_astrocytes
+
+synthetic = pytest.importorskip("spinalquant.synthetic")
+
+
+@pytest.mark.parametrize(("seed", "snr", "px"), [(0, 8.0, 0.5), (1, 4.0, 0.5), (3, 5.0, 0.7)])
+def test_astrocyte_somata_on_phantom(seed, snr, px):
+    ph = synthetic.make_cord_section(seed=seed, shape=(640, 640), pixel_size_um=px, snr=snr)
+    gfap = ph.stack.data[ph.stack.channel_names.index("GFAP")].max(axis=0)
+    lab = segment_astrocytes(gfap, pixel_size_um=px)
+    table = measure_gfp_cells(lab, pixel_size_um=px)
+    truth = ph.truth["astrocytes"]
+    m = match_points(table[["y_um", "x_um"]].to_numpy(), truth[["y_um", "x_um"]].to_numpy(), max_dist=5.0)
+    assert m["f1"] >= 0.88, m
+    assert abs(len(table) - len(truth)) <= 0.12 * len(truth), m
+    # somata, not the process network: median soma area well below 300 µm²
+    assert 15 <= float(np.median(table["area_um2"])) <= 300
+
+
+def test_processes_are_not_somata():
+    img = np.full((100, 100), 10.0)
+    yy, xx = np.mgrid[:100, :100]
+    img[(yy - 50) ** 2 + (xx - 30) ** 2 < 36] = 200
+    img[49:51, 36:95] = 200  # a long 1 µm-wide process
+    img[10:12, 5:95] = 200  # an isolated process
+    img += np.random.default_rng(0).normal(0, 3, img.shape)
+    lab = segment_astrocytes(img.astype(np.float32), pixel_size_um=0.5)
+    assert lab.max() == 1
+    assert lab[50, 30] > 0 and lab[50, 80] == 0 and lab[11, 50] == 0
+
+
+def test_gfap_area_fraction():
+    rng = np.random.default_rng(0)
+    img = rng.normal(100, 5, (200, 200))
+    img[:, :50] += 100  # 25 % GFAP+
+    f = gfap_area_fraction(img, pixel_size_um=1.0, background_size_um=0)
+    assert f == pytest.approx(0.25, abs=0.02)
+    mask = np.zeros(img.shape, bool)
+    mask[:, :100] = True
+    assert gfap_area_fraction(img, pixel_size_um=1.0, mask=mask, background_size_um=0) == pytest.approx(
+        0.5, abs=0.03
+    )
+    # phantom: the GFAP+ area (somata + processes) is not in its truth tables;
+    # it must exceed the somata alone and stay a minority of the tissue
+    ph = synthetic.make_cord_section(
+        seed=2, shape=(512, 512), pixel_size_um=0.5, n_motor_neurons=4, n_gfp_cells=20
+    )
+    gfap = ph.stack.data[ph.stack.channel_names.index("GFAP")].max(axis=0)
+    frac = gfap_area_fraction(gfap, pixel_size_um=0.5)
+    assert (ph.labels["astrocytes"] > 0).mean() < frac < 0.5
+
+
+def test_validation():
+    with pytest.raises(ConfigError):
+        AstrocyteParams(soma_diameter_um=0)
+    with pytest.raises(ValueError, match="pixel_size_um"):
+        segment_astrocytes(np.zeros((10, 10)), pixel_size_um=-1)
