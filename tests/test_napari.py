@@ -19,6 +19,7 @@ from spinalquant.io import save_stack
 from spinalquant.synthetic import make_cord_section
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
+FAST = Config.from_dict({"output": {"qc": False, "report": False}})
 
 
 def _cord(seed: int):
@@ -37,7 +38,7 @@ def results_folder(tmp_path_factory):
         save_stack(_cord(seed).stack, f, format="ome")
         items.append(InputImage(f, f.name))
     out = root / "out"
-    run_batch(items, out, Config(), workers=1)
+    run_batch(items, out, FAST, workers=1)
     return out
 
 

@@ -27,6 +27,7 @@ from spinalquant.review import (
 from spinalquant.synthetic import make_cord_section, make_muscle_section
 
 SHAPE = (288, 288)
+FAST = Config.from_dict({"output": {"qc": False, "report": False}})
 
 
 def _cord(seed: int):
@@ -179,9 +180,9 @@ def test_muscle_delete_fiber_updates_summary():
 
 # -------------------------------------------------------------------- save
 def test_save_review_replaces_only_that_image(study):
-    root, imgs, items = study
+    root, _imgs, items = study
     out = root / "out"
-    run_batch(items, out, Config(), workers=1)
+    run_batch(items, out, FAST, workers=1)
     before = {k: pd.read_csv(out / "objects" / f"{k}.csv") for k in ("motor_neurons", "gfp_cells")}
     summ0 = pd.read_csv(out / "summary.csv").set_index("image")
     assert result_images(out) == ["cord_0.ome.tif", "cord_1.ome.tif"]
@@ -217,7 +218,7 @@ def test_save_review_replaces_only_that_image(study):
     assert not (load_image_results(out, "cord_0.ome.tif").labels["motor_neurons"] == victim).any()
 
     # a re-run with the same parameters keeps the review (unchanged inputs are skipped)
-    run_batch(items, out, Config(), workers=1)
+    run_batch(items, out, FAST, workers=1)
     again = pd.read_csv(out / "summary.csv").set_index("image")
     assert again.loc["cord_0.ome.tif", "n_motor_neurons"] == len(a0)
     run = json.loads((out / "run.json").read_text())

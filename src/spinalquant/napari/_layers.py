@@ -40,7 +40,7 @@ MARKERS: tuple[str, ...] = ("gfp", "gfap", "chat", "synapse", "nuclei", "border"
 KIND_COLOURS: dict[str, tuple[float, float, float, float]] = {
     "gfp_cells": (0.3, 1.0, 0.3, 1.0),
     "astrocytes": (1.0, 0.45, 1.0, 1.0),
-    "motor_neurons": (0.2, 0.9, 1.0, 1.0),
+    "motor_neurons": (1.0, 0.3, 0.2, 1.0),
     "fibers": (1.0, 0.85, 0.1, 1.0),
 }
 GFAP_POSITIVE = (1.0, 0.2, 1.0, 1.0)
@@ -100,11 +100,12 @@ def marker_of(name: str, aliases: Mapping[str, Sequence[str]] | None = None) -> 
     return None
 
 
-def _contrast(plane: Any) -> tuple[float, float] | None:
+def _contrast(plane: Any, *, sparse: bool = True) -> tuple[float, float] | None:
+    """Display range: median (sparse fluorescent signal) or 0.5th percentile .. 99.9th."""
     if not isinstance(plane, np.ndarray) or plane.size == 0:
         return None
     sample = plane.ravel()[:: max(1, plane.size // 500_000)]
-    lo, hi = np.percentile(sample, [0.5, 99.8])
+    lo, hi = np.percentile(sample, [50.0 if sparse else 0.5, 99.9])
     if hi <= lo:
         hi = lo + 1
     return float(lo), float(hi)
@@ -159,7 +160,7 @@ def stack_layers(stack: Stack, *, source: str | None = None) -> list[LayerData]:
             "units": "µm",
         }
         plane = data.max(axis=0) if isinstance(data, np.ndarray) and data.ndim == 3 else data
-        lims = _contrast(plane)
+        lims = _contrast(plane, sparse=marker not in ("nuclei", "border"))
         if lims is not None:
             kwargs["contrast_limits"] = lims
         if marker == "nuclei":
@@ -178,7 +179,8 @@ def roi_layer(mask: np.ndarray, *, pixel_size_um: float, source: str | None = No
     polys = [c - 1.0 for c in contours]
     kwargs = {"name": "ROI", "shape_type": "polygon", "edge_color": "yellow",
               "face_color": "transparent", "edge_width": 2.0, "scale": (pixel_size_um,) * 2,
-              "metadata": {"spinalquant": {"source": source, "kind": "roi"}}, "opacity": 0.8}
+              "metadata": {"spinalquant": {"source": source, "kind": "roi"}}, "opacity": 0.8,
+              "units": "µm"}
     return (polys, kwargs, "shapes")
 
 

@@ -106,6 +106,7 @@ class SpinalquantWidget(QWidget):
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
         root = QVBoxLayout(self)
+        self.setMinimumWidth(360)
 
         box = QGroupBox("Image")
         form = QFormLayout(box)
@@ -133,7 +134,7 @@ class SpinalquantWidget(QWidget):
         lay = QVBoxLayout(box)
         self.params_edit = QPlainTextEdit()
         self.params_edit.setPlainText(_PARAM_HINT)
-        self.params_edit.setMaximumHeight(110)
+        self.params_edit.setMaximumHeight(80)
         lay.addWidget(self.params_edit)
         row = QHBoxLayout()
         for text, slot in (("Load…", self._load_params), ("Save…", self._save_params),
@@ -206,7 +207,7 @@ class SpinalquantWidget(QWidget):
         t.verticalHeader().setVisible(False)
         t.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         t.setEditTriggers(QTableWidget.NoEditTriggers)
-        t.setMinimumHeight(120)
+        t.setMinimumHeight(170)
         return t
 
     @staticmethod
@@ -505,11 +506,13 @@ class SpinalquantWidget(QWidget):
                 self.sessions[image] = session
                 self._active = image
         session.layers[kind] = layer
+        self.flip_btn.setEnabled("gfp_cells" in session.layers)
         if kind == "puncta":
             session.points0 = np.array(layer.data, copy=True)
             return
         if self._on_click not in layer.mouse_drag_callbacks:
             layer.mouse_drag_callbacks.append(self._on_click)
+            layer.contour = 2  # outlines keep the image visible; napari's tools still edit
         layer.events.selected_label.connect(lambda e, lyr=layer: self._show_object(lyr))
 
     def _session_for(self, layer: Any = None) -> ReviewSession:
