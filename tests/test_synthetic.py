@@ -235,13 +235,13 @@ def test_pixel_size_invariance():
     field_um = 160.0
     areas = {}
     for p in (0.3, 0.7):
-        n = int(round(field_um / p))
+        n = round(field_um / p)
         ph = make_cord_section(seed=9, shape=(n, n), pixel_size_um=p, n_z=1, n_gfp_cells=12,
                                n_motor_neurons=2, n_small_chat=3, channel_names=("EGFP",))
         areas[p] = ph.truth["gfp_cells"]["area_um2"].mean()
         assert (ph.truth["motor_neurons"]["area_um2"] >= 350).all()
     assert areas[0.3] == pytest.approx(areas[0.7], rel=0.15)
-    m = {p: make_muscle_section(seed=9, shape=(int(round(250 / p)),) * 2, pixel_size_um=p)
+    m = {p: make_muscle_section(seed=9, shape=(round(250 / p),) * 2, pixel_size_um=p)
          .truth["fibers"] for p in (0.4, 1.0)}
     f = {p: t.loc[~t["touches_border"], "min_feret_um"].mean() for p, t in m.items()}
     assert f[0.4] == pytest.approx(f[1.0], rel=0.1)

@@ -117,9 +117,10 @@ def _min_feret_px(coords: np.ndarray) -> float:
     caliper flush against a hull edge.
     """
     coords = np.asarray(coords, dtype=np.int64)
-    rows = coords[:, 0]
-    order = np.lexsort((coords[:, 1], rows))
-    r, c = rows[order], coords[order, 1]
+    r, c = coords[:, 0], coords[:, 1]
+    if np.any(np.diff(r) < 0) or np.any((np.diff(r) == 0) & (np.diff(c) < 0)):
+        order = np.lexsort((c, r))
+        r, c = r[order], c[order]
     first = np.r_[True, r[1:] != r[:-1]]
     last = np.r_[r[1:] != r[:-1], True]
     ext = np.concatenate([np.c_[r[first], c[first]], np.c_[r[last], c[last]]]).astype(float)
@@ -450,7 +451,8 @@ def make_cord_section(
     dtype : numpy dtype
         uint8, uint16 or a float type.
     n_astrocytes : int, optional
-        Host (GFP-negative) astrocytes; default: one per 5000 µm² of image.
+        Host (GFP-negative) astrocytes; default: one per 5000 µm² of image
+        (fewer when the field is too crowded to place them all).
 
     Returns
     -------
@@ -495,7 +497,7 @@ def make_cord_section(
     ext = (shape[0] * p, shape[1] * p)
     area_um2 = ext[0] * ext[1]
     if n_astrocytes is None:
-        n_astrocytes = int(round(area_um2 / 5000.0))
+        n_astrocytes = round(area_um2 / 5000.0)
     horn = _ventral_horn(rng, shape)
 
     def in_horn(y: float, x: float) -> bool:
@@ -522,7 +524,11 @@ def make_cord_section(
     for _ in range(2):
         g = ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), max(0.8 / p, 0.5))
         tex_fields.append(g / (g.std() + 1e-9))
-    proc = {k: np.zeros((n_z, *shape), np.float32) for k in _CORD_MARKERS}
+    # process centre lines per (marker, depth bin): point lists, splatted once at the end
+    proc_pts: dict[tuple[str, int], list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    def add_proc(key: str, b: int, pts: np.ndarray, w: np.ndarray) -> None:
+        proc_pts.setdefault((key, b), []).append((pts, w))
     counter = {"gfp_cells": 0, "astrocytes": 0, "small_chat_cells": 0}
 
     def texture(sl, mask, amount=0.25, which=0):
@@ -546,63 +552,69 @@ def make_cord_section(
         r_eq = np.sqrt(target / np.pi)
         inside = in_horn if (not with_roi or i < max(n_motor_neurons - 2, 1)
                              or n_motor_neurons < 4) else (lambda y, x: not in_horn(y, x))
-        pos = placer.place(r_eq + 12.0, margin=margin_mn, gap=4.0, inside=inside)
+        pos = placer.place(r_eq * 1.2 + 8.0, margin=margin_mn, gap=4.0, inside=inside)
         if pos is None:
-            pos = placer.place(r_eq + 12.0, margin=margin_mn, gap=2.0)
+            pos = placer.place(r_eq * 1.2 + 8.0, margin=margin_mn, gap=1.0)
         if pos is None:
             raise ValueError(
                 f"cannot fit {n_motor_neurons} motor neurons into {shape} px at {p} µm/px"
             )
         cy, cx = pos
+        z = depth()
+        b = zbin(z)
+        # local canvas around the neuron (µm -> px), so every step stays cheap
+        half = r_eq * 1.3 + 16.0
+        y0 = max(int((cy - half) / p), 0)
+        x0 = max(int((cx - half) / p), 0)
+        y1 = min(int((cy + half) / p) + 1, shape[0])
+        x1 = min(int((cx + half) / p) + 1, shape[1])
+        sl = (slice(y0, y1), slice(x0, x1))
+        cshape = (y1 - y0, x1 - x0)
         nv = int(rng.integers(5, 8))
-        ang = np.sort(rng.uniform(0, 2 * np.pi, nv) * 0.0 + np.linspace(0, 2 * np.pi, nv, endpoint=False)
+        ang = np.sort(np.linspace(0, 2 * np.pi, nv, endpoint=False)
                       + rng.normal(0, 0.25, nv) + rng.uniform(0, 2 * np.pi))
         rad = r_eq * rng.uniform(0.9, 1.25, nv)
-        poly_y = (cy + rad * np.sin(ang)) / p
-        poly_x = (cx + rad * np.cos(ang)) / p
-        m = np.zeros(shape, bool)
-        rr, cc = draw.polygon(poly_y, poly_x, shape)
+        m = np.zeros(cshape, bool)
+        rr, cc = draw.polygon((cy + rad * np.sin(ang)) / p - y0,
+                              (cx + rad * np.cos(ang)) / p - x0, cshape)
         m[rr, cc] = True
         # dendrite stumps at some vertices: tapering trapezoids
         n_st = int(rng.integers(2, 5))
         for j in rng.choice(nv, size=min(n_st, nv), replace=False):
-            a = ang[j] + rng.normal(0, 0.15)
-            base_w = rng.uniform(4.0, 7.0) / 2
-            tip_w = rng.uniform(0.8, 1.3) / 2
-            ell = rng.uniform(7.0, 14.0)
+            a_ = ang[j] + rng.normal(0, 0.15)
+            base_w = rng.uniform(5.0, 8.0) / 2
+            tip_w = rng.uniform(1.5, 2.5) / 2
+            ell = rng.uniform(6.0, 12.0)
             r0 = rad[j] * 0.7
-            ny, nx = np.sin(a), np.cos(a)
+            ny, nx = np.sin(a_), np.cos(a_)
             ty, tx = -nx, ny
             by, bx = cy + r0 * ny, cx + r0 * nx
             ey, ex = cy + (rad[j] + ell) * ny, cx + (rad[j] + ell) * nx
-            qy = np.array([by + base_w * ty, ey + tip_w * ty, ey - tip_w * ty, by - base_w * ty]) / p
-            qx = np.array([bx + base_w * tx, ex + tip_w * tx, ex - tip_w * tx, bx - base_w * tx]) / p
-            rr, cc = draw.polygon(qy, qx, shape)
+            qy = np.array([by + base_w * ty, ey + tip_w * ty, ey - tip_w * ty, by - base_w * ty])
+            qx = np.array([bx + base_w * tx, ex + tip_w * tx, ex - tip_w * tx, bx - base_w * tx])
+            rr, cc = draw.polygon(qy / p - y0, qx / p - x0, cshape)
             m[rr, cc] = True
             # faint thin dendrite continuing beyond the stump (not part of the soma)
             pts, w = _processes(rng, ey, ex, 0.0, 1, (15.0, 35.0), branch_p=0.3)
-            mn_dendrites.append((pts, w * 0.5, zbin(0)))
-        m &= lab["motor_neurons"] == 0
+            mn_dendrites.append((pts, w * 0.5, b))
+        # round the polygon's corners and the stump tips (~1 µm)
+        m = ndi.gaussian_filter(m.astype(np.float32), 1.0 / p) > 0.5
+        m &= lab["motor_neurons"][sl] == 0
         mn_count += 1
-        lab["motor_neurons"][m] = mn_count
-        soma_any |= m
-        z = depth()
-        b = zbin(z)
-        sl = (slice(None), slice(None))
+        lab["motor_neurons"][sl][m] = mn_count
+        soma_any[sl] |= m
         tex = texture(sl, m, 0.2, 1)
         # dim unstained nucleus
         ncy = cy + rng.normal(0, 1.5)
         ncx = cx + rng.normal(0, 1.5)
         nr = rng.uniform(5.0, 6.5)
-        _, nm = _star_mask(shape, p, ncy, ncx, nr, np.zeros(1), np.zeros(1))
-        nuc = np.zeros(shape, bool)
-        sln, _ = _star_mask(shape, p, ncy, ncx, nr, np.zeros(1), np.zeros(1))
-        nuc[sln] = nm
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32) * p
+        nuc = np.hypot(yy - ncy, xx - ncx) <= nr
         bright = rng.lognormal(0, 0.2)
-        layers["chat"][b] += bright * np.where(nuc, 0.3, 1.0).astype(np.float32) * tex
+        layers["chat"][b][sl] += bright * np.where(nuc, 0.3, 1.0).astype(np.float32) * tex
         add_nucleus(ncy, ncx, nr * 0.95, z, bright=0.45, nucleolus=True)
     for pts, w, b in mn_dendrites:
-        proc["chat"][b] += _splat(shape, p, pts, w) * 2.5
+        add_proc("chat", b, pts, w * 2.5)
 
     # ------------------------------------------------------------- small ChAT
     for _ in range(n_small_chat):
@@ -610,7 +622,9 @@ def make_cord_section(
         r_eq = np.sqrt(target / np.pi)
         pos = placer.place(r_eq + 1.5, margin=r_eq + 2, gap=3.0)
         if pos is None:
-            break
+            pos = placer.place(r_eq + 1.5, margin=r_eq + 2, gap=0.5, tries=2000)
+        if pos is None:
+            raise ValueError(f"cannot fit {n_small_chat} small ChAT cells into {shape} px")
         cy, cx = pos
         amps, ph = _star(rng, 3, 0.08)
         sl, m = _star_mask(shape, p, cy, cx, r_eq, amps, ph, rng.uniform(1.0, 1.5), rng.uniform(0, np.pi))
@@ -624,7 +638,7 @@ def make_cord_section(
         add_nucleus(cy, cx, min(r_eq * 0.55, 3.5), z, bright=0.9)
 
     # ----------------------------------------------------- GFP+ donor cells
-    n_pos = int(round(n_gfp_cells * gfap_fraction))
+    n_pos = round(n_gfp_cells * gfap_fraction)
     is_pos = np.zeros(n_gfp_cells, bool)
     is_pos[rng.choice(n_gfp_cells, size=n_pos, replace=False)] = True
     gfp_pos_flags: dict[int, bool] = {}
@@ -653,6 +667,8 @@ def make_cord_section(
         else:
             pos = placer.place(r0 + 1.0, margin=r0 + 1.5, gap=3.0)
             if pos is None:
+                pos = placer.place(r0 + 1.0, margin=r0 + 1.5, gap=0.5, tries=2000)
+            if pos is None:
                 raise ValueError(f"cannot fit {n_gfp_cells} GFP cells into {shape} px")
             if i + 1 < n_gfp_cells and rng.random() < 0.15:
                 pending_pair = (pos[0], pos[1], r0 + 1.0)
@@ -675,13 +691,12 @@ def make_cord_section(
             lab["astrocytes"][sl][m & (lab["astrocytes"][sl] == 0)] = k  # relabelled later
             layers["gfap"][b][sl] += rng.uniform(0.6, 1.0) * texture(sl, m, 0.3, 1)
             pts, w = _processes(rng, cy, cx, r0, int(rng.integers(4, 8)), (8.0, 22.0))
-            img = _splat(shape, p, pts, w)
-            proc["gfap"][b] += img * 2.2
-            proc["gfp"][b] += img * 1.2
+            add_proc("gfap", b, pts, w * 2.2)
+            add_proc("gfp", b, pts, w * 1.2)
         else:
             pts, w = _processes(rng, cy, cx, r0, int(rng.integers(0, 3)), (3.0, 8.0), branch_p=0)
             if len(pts):
-                proc["gfp"][b] += _splat(shape, p, pts, w) * 1.5
+                add_proc("gfp", b, pts, w * 1.5)
         i += 1
 
     # ------------------------------------------------------ host astrocytes
@@ -701,11 +716,28 @@ def make_cord_section(
         b = zbin(z)
         layers["gfap"][b][sl] += rng.lognormal(0, 0.2) * texture(sl, m)
         pts, w = _processes(rng, cy, cx, r0, int(rng.integers(6, 12)), (10.0, 28.0))
-        proc["gfap"][b] += _splat(shape, p, pts, w) * 2.5
+        add_proc("gfap", b, pts, w * 2.5)
         add_nucleus(cy, cx, r0 * 0.7, z, bright=0.8)
 
+    # grey matter (the ventral horn, softened) vs white matter
+    grey = np.zeros(shape, np.float32)
+    rr, cc = draw.polygon(horn[:, 0], horn[:, 1], shape)
+    grey[rr, cc] = 1.0
+    grey = ndi.gaussian_filter(grey, 8.0 / p)
+    # GFAP meshwork: processes of astrocytes outside the optical section, denser in
+    # white matter (fibrous astrocytes)
+    n_mesh = round(area_um2 / 120.0)
+    mesh_y = rng.uniform(0, ext[0], n_mesh)
+    mesh_x = rng.uniform(0, ext[1], n_mesh)
+    g_at = grey[np.minimum((mesh_y / p).astype(int), shape[0] - 1),
+                np.minimum((mesh_x / p).astype(int), shape[1] - 1)]
+    keep_mesh = rng.random(n_mesh) < 1.0 - 0.6 * g_at
+    for y, x in zip(mesh_y[keep_mesh], mesh_x[keep_mesh], strict=True):
+        pts, w = _processes(rng, y, x, 0.0, 1, (4.0, 14.0), step=0.3, branch_p=0.2)
+        add_proc("gfap", int(rng.integers(n_z)), pts, w * rng.uniform(1.0, 2.0))
+
     # other nuclei (oligodendrocytes, microglia, endothelium)
-    n_other = int(round(area_um2 / 900.0))
+    n_other = round(area_um2 / 900.0)
     for _ in range(n_other):
         y, x = rng.uniform(0, ext[0]), rng.uniform(0, ext[1])
         if soma_any[min(int(y / p), shape[0] - 1), min(int(x / p), shape[1] - 1)]:
@@ -738,7 +770,7 @@ def make_cord_section(
                 continue
             tree_pts.append((y, x))
             got += 1
-    n_neuropil = int(round(neuropil_puncta_per_1000um2 * area_um2 / 1000.0))
+    n_neuropil = round(neuropil_puncta_per_1000um2 * area_um2 / 1000.0)
     np_y = rng.uniform(0, ext[0] - p, n_neuropil * 2)
     np_x = rng.uniform(0, ext[1] - p, n_neuropil * 2)
     iy = np.clip(np.rint(np_y / p).astype(int), 0, shape[0] - 1)
@@ -779,7 +811,8 @@ def make_cord_section(
     illum = _vignette(shape)
     tissue = 1 + 0.35 * _smooth_field(rng, shape, 40.0 / p)
     chan_bg = {"nuclei": 0.6, "gfp": 1.3, "gfap": 1.0, "chat": 0.9, "synapse": 1.0}
-    haze = ndi.gaussian_filter((~soma_any).astype(np.float32), 1.0 / p)  # neuropil, not somata
+    # synaptic neuropil haze: grey matter only, excluded from somata
+    haze = ndi.gaussian_filter((~soma_any).astype(np.float32), 1.0 / p) * (0.3 + 0.7 * grey)
     psf_px = _PSF_SIGMA_UM / p
     thick_um = 5.0  # half-thickness of cell bodies along z
     need = set(keys) | ({"gfp"} if "gfap" in keys and bleed_gfp_to_gfap else set())
@@ -806,11 +839,14 @@ def make_cord_section(
 
     def render_marker(key: str) -> np.ndarray:
         out = np.zeros((n_z, *shape), np.float32)
-        spectra = [
-            sp_fft.rfft2(layers[key][b], s=fshape) + t_proc * sp_fft.rfft2(proc[key][b], s=fshape)
-            if proc[key][b].any() else sp_fft.rfft2(layers[key][b], s=fshape)
-            for b in range(n_z)
-        ]
+        spectra = []
+        for b in range(n_z):
+            spec = sp_fft.rfft2(layers[key][b], s=fshape)
+            if (key, b) in proc_pts:
+                pts = np.concatenate([q for q, _ in proc_pts[key, b]])
+                w = np.concatenate([ww for _, ww in proc_pts[key, b]])
+                spec += t_proc * sp_fft.rfft2(_splat(shape, p, pts, w), s=fshape)
+            spectra.append(spec)
         for zi in range(n_z):
             spec = sum(t_defocus[abs(zi - b)] * spectra[b] for b in range(n_z))
             acc = sp_fft.irfft2(spec, s=fshape)[: shape[0], : shape[1]].astype(np.float32)
@@ -820,7 +856,7 @@ def make_cord_section(
                 keep = a > 0.02
                 acc += _render_spots(shape, p, pun_y_a[keep], pun_x_a[keep], a[keep],
                                      np.hypot(pun_sig[keep], 0.3 * dz[keep]))
-                acc += 0.12 * haze * (1 + 0.3 * rng.standard_normal(shape).astype(np.float32))
+                acc += 0.2 * haze * (1 + 0.3 * rng.standard_normal(shape).astype(np.float32))
             dz = z_planes[zi] - gr_z
             a = gr_amp * gr_spec[key] * np.exp(-(dz**2) / (2 * 1.0**2))
             keep = a > 0.05
@@ -1022,7 +1058,7 @@ def make_muscle_section(
     n_terr = int(terr.max())
 
     # fascicles: a few groups of fibers separated by perimysium
-    n_fasc = max(int(round(ext[0] * ext[1] / 250000.0)), 2)
+    n_fasc = max(round(ext[0] * ext[1] / 250000.0), 2)
     fsites = rng.uniform(0, 1, (n_fasc, 2)) * np.array(ext)
     props = measure.regionprops(terr)
     cents = np.array([rp.centroid for rp in props]) * p
@@ -1048,7 +1084,7 @@ def make_muscle_section(
         if t not in best or rp.area > best[t][1]:
             best[t] = (rp.label, int(rp.area))
     min_px = 20.0 / (p * p)
-    for t, (l2, a) in best.items():
+    for l2, a in best.values():
         if a >= min_px:
             keep[l2] = True
     fib_lab = np.where(keep[lab2], fib_lab, 0)
@@ -1095,7 +1131,7 @@ def make_muscle_section(
             per_fiber[k] = per_fiber.get(k, 0) + 1
             yy, xx = edge_pix[j] * p
             nuc_pts.append((yy, xx, rng.uniform(1.8, 2.6), rng.uniform(0, np.pi)))
-        for _, rp in zip(range(len(t)), t.itertuples()):
+        for _, rp in zip(range(len(t)), t.itertuples(), strict=False):
             if rng.random() < 0.03:  # central nuclei
                 nuc_pts.append((rp.y_um, rp.x_um, rng.uniform(1.8, 2.6), rng.uniform(0, np.pi)))
         icand = np.argwhere(d_out > 0.5)
@@ -1150,10 +1186,15 @@ def make_muscle_section(
         per_fiber = np.r_[0.0, rng.normal(1.0, 0.08, int(labels_f.max()))]
         if len(t):
             per_fiber[1:][t["atrophic"].to_numpy()] *= 1.35  # atrophic fibers: darker eosin
-        eos = per_fiber[labels_f] * 0.35 * fiber_mask * (1 + 0.06 * _smooth_field(rng, shape, 4.0 / p))
+        # myofibrillar stippling (~0.7 µm) and section-thickness variation (~30 µm)
+        stipple = ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 0.5 / p)
+        stipple /= stipple.std() + 1e-9
+        thick = 1 + 0.1 * _smooth_field(rng, shape, 30.0 / p)
+        eos = (per_fiber[labels_f] * 0.35 * fiber_mask * thick
+               * (1 + 0.06 * _smooth_field(rng, shape, 4.0 / p) + 0.08 * stipple))
         eos = eos + peri_zone * (0.25 + 0.1 * _smooth_field(rng, shape, 3.0 / p)) + 0.04
         eos = ndi.gaussian_filter(eos.astype(np.float32), 0.4 / p)
-        hem = 1.0 * nuc_img + 0.03 + 0.02 * tissue
+        hem = 1.0 * nuc_img + 0.03 + 0.02 * tissue + 0.03 * fiber_mask * thick
         for (yy, xx) in vessels:
             rr = rng.uniform(7.0, 14.0)
             sl, ring = _ring(shape, p, yy, xx, rr, 2.0)
