@@ -101,12 +101,23 @@ class ColocalizationParams:
         Number of randomizations for the p-value.
     within_roi : bool
         Restrict pixel colocalization to the ROI when one is present.
+    manders_threshold : str
+        "costes" (default): ``manders_m1/m2`` are Manders coefficients above
+        the Costes automatic thresholds (Coloc 2's tM1/tM2); "zero": classic
+        above-zero M1/M2, meaningful only for background-free images.
     """
 
     costes: bool = True
     pvalue: bool = False
     n_iter: int = 100
     within_roi: bool = True
+    manders_threshold: str = "costes"
+
+    def __post_init__(self) -> None:
+        if self.manders_threshold not in ("costes", "zero"):
+            raise ConfigError(
+                f"[colocalization] manders_threshold must be 'costes' or 'zero'; got {self.manders_threshold!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -275,15 +275,24 @@ def _analyze_cord(
     if "gfp" in planes and "gfap" in planes:
         say("GFP/GFAP colocalization")
         mask = roi if (roi is not None and cfg.colocalization.within_roi) else None
+        use_costes = cfg.colocalization.manders_threshold == "costes"
         c = coloc.colocalization(
             planes["gfp"], planes["gfap"], mask=mask,
-            costes=cfg.colocalization.costes, pvalue=cfg.colocalization.pvalue,
+            costes=cfg.colocalization.costes or use_costes, pvalue=cfg.colocalization.pvalue,
+            n_iter=cfg.colocalization.n_iter, pixel_size_um=px,
         )
+        c = {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in c.items()}
         summary["pearson_gfp_gfap"] = c.get("pearson")
-        summary["manders_m1_gfp_gfap"] = c.get("manders_m1")
-        summary["manders_m2_gfp_gfap"] = c.get("manders_m2")
-        for k in ("costes_threshold_a", "costes_threshold_b", "tm1", "tm2", "pvalue"):
-            if k in c:
+        if use_costes:
+            # Manders above the Costes automatic thresholds (Coloc 2's tM1/tM2):
+            # above-zero M1/M2 are ~1 for any image with a non-zero background
+            summary["manders_m1_gfp_gfap"] = c.get("tm1")
+            summary["manders_m2_gfp_gfap"] = c.get("tm2")
+        else:
+            summary["manders_m1_gfp_gfap"] = c.get("manders_m1")
+            summary["manders_m2_gfp_gfap"] = c.get("manders_m2")
+        for k in ("costes_threshold_a", "costes_threshold_b", "pvalue"):
+            if c.get(k) is not None:
                 extras[f"coloc_{k}_gfp_gfap"] = c[k]
 
     if "gfap" in planes:
