@@ -1,0 +1,64 @@
+"""Smoke test of the benchmark harness's scoring and baselines (no timing, no peers)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def run_all():
+    return _load("bench_run_all", BENCH / "run_all.py")
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    return _load("bench_skimage_baseline", BENCH / "peers" / "skimage_baseline.py")
+
+
+def _blobs(rng):
+    from skimage import draw
+
+    img = rng.normal(100, 5, (200, 200))
+    truth = np.zeros((200, 200), np.int32)
+    for i, (cy, cx) in enumerate([(40, 40), (40, 120), (130, 60), (150, 150)], start=1):
+        rr, cc = draw.disk((cy, cx), 14, shape=img.shape)
+        img[rr, cc] += 400
+        truth[rr, cc] = i
+    return img.astype(np.uint16), truth
+
+
+def test_baselines_find_separate_blobs(baseline, run_all):
+    img, truth = _blobs(np.random.default_rng(0))
+    for fn in (baseline.otsu_watershed, baseline.voronoi_otsu):
+        lab = fn(img, pixel_size_um=0.5, min_area_um2=30.0)
+        s = run_all.score_labels(lab, truth, 0.5)
+        assert s["f1"] == 1.0, (fn.__name__, s)
+        assert abs(s["area_err_pct"]) < 15, (fn.__name__, s)
+
+
+def test_near_counts_two_micron_rule(run_all):
+    lab = np.zeros((50, 50), np.int32)
+    lab[10:20, 10:20] = 1
+    # one on the edge, one 1.5 µm outside, one 5 µm outside (px = 0.5 µm)
+    pts = np.array([[10.0, 15.0], [21.5, 15.0], [25.0, 15.0]]) * 0.5
+    pts[1] = [(19 + 3) * 0.5, 15 * 0.5]
+    assert run_all._near_counts(lab, pts, 0.5, 2.0).tolist() == [2]
+
+
+def test_score_case_coloc_expected(run_all):
+    case = {"group": "coloc2", "index": 1, "px": 1.0}
+    res = run_all.score_case(case, {"coloc": np.array([0.72, 0.75, 0.75])}, "x")
+    assert res["colocalization"]["pearson_err"] == pytest.approx(0.0)
