@@ -80,7 +80,7 @@ def main() -> int:
     mn = _layer(viewer, name, "motor_neurons")
     viewer.layers.selection.active = mn
     if len(mn.features):
-        mn.selected_label = int(mn.features["label"].iloc[0])
+        widget.select_object(mn, int(mn.features["label"].iloc[0]))
     viewer.reset_view()
     _settle(app, viewer)
     viewer.window.screenshot(str(DOCS / "napari_cord_review.png"), canvas_only=False)
@@ -104,7 +104,7 @@ def main() -> int:
     fib = _layer(viewer, name, "fibers")
     viewer.layers.selection.active = fib
     if len(fib.features):
-        fib.selected_label = int(fib.features["label"].iloc[len(fib.features) // 2])
+        widget.select_object(fib, int(fib.features["label"].iloc[len(fib.features) // 2]))
     viewer.reset_view()
     _settle(app, viewer)
     viewer.window.screenshot(str(DOCS / "napari_muscle.png"), canvas_only=False)

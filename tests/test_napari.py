@@ -117,7 +117,9 @@ def test_open_results_delete_neuron_save(make_napari_viewer, results_folder, tmp
     viewer.layers.selection.active = mn_layer
 
     # click-to-inspect: select a neuron, the widget shows its row
-    victim = int(mn_layer.features["label"].iloc[0])
+    victim = int(mn_layer.features["label"].iloc[-1])
+    if mn_layer.selected_label == victim:
+        mn_layer.selected_label = victim + 1
     mn_layer.selected_label = victim
     assert widget.object_table.rowCount() > 3
     assert f"motor_neurons {victim}" in widget.selected_label.text()
@@ -172,6 +174,7 @@ def test_analyse_flip_gfap_save(make_napari_viewer, qtbot, tmp_path):
 
     viewer.layers.selection.active = gfp
     gfp.selected_label = int(pos[0])
+    assert f"gfp_cells {pos[0]}" in widget.selected_label.text() or gfp.selected_label == pos[0]
     widget.flip_gfap()
     pct1 = widget.sessions["cord.ome.tif"].current.summary["pct_gfp_gfap"]
     assert pct1 == pytest.approx(100.0 * (len(pos) - 1) / n)

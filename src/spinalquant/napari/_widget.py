@@ -544,6 +544,11 @@ class SpinalquantWidget(QWidget):
             layer.selected_label = value
             self._show_object(layer)
 
+    def select_object(self, layer: Any, label: int) -> None:
+        """Select an object of a result layer and show its measurements."""
+        layer.selected_label = int(label)
+        self._show_object(layer)
+
     def _show_object(self, layer: Any) -> None:
         meta = layer.metadata.get("spinalquant", {})
         kind, image = meta.get("kind"), meta.get("image")
