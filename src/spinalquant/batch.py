@@ -66,6 +66,7 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
     section: str = ""
     counts: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
 
 
 # ---------------------------------------------------------------- discovery
@@ -255,10 +256,12 @@ def _analyse_and_write(
     t = time.perf_counter()
     stem = output_stem(item.image)
     if cfg.output.labels and res.labels:
+        (out / "labels" / stem).parent.mkdir(parents=True, exist_ok=True)
         save_labels(out / "labels" / f"{stem}.ome.tif", res.labels, pixel_size_um=res.pixel_size_um)
     if cfg.output.qc:
         from .report import save_qc_png
 
+        (out / "qc" / stem).parent.mkdir(parents=True, exist_ok=True)
         save_qc_png(out / "qc" / f"{stem}.png", res, title=item.image)
     timings["write_s"] = time.perf_counter() - t
 
@@ -464,7 +467,9 @@ def run_batch(
         if on_result:
             on_result(o, len(outcomes), len(items))
 
+    paths = {i.image: str(i.path.resolve()) for i in items}
     for o in _execute(items, cfg, out, workers=workers, scheduler=scheduler, force=force):
+        o.path = paths.get(o.image, "")
         done(o)
     merge_results(out, names)
     ordered = [outcomes[n] for n in names if n in outcomes]
@@ -528,6 +533,7 @@ def _write_run_json(out: Path, cfg: Config, outcomes: Sequence[Outcome], started
     images = dict(previous.get("images", {}))
     for o in outcomes:
         entry = {"status": "ok" if o.status == "skipped" else o.status, "error": o.error,
+                 "path": o.path,
                  "input_hash": o.input_hash, "timings": o.timings, "section": o.section,
                  "skipped_unchanged": o.status == "skipped"}
         old = images.get(o.image, {})

@@ -379,7 +379,8 @@ def _analyze_muscle(stack: Stack, cfg: Config, px: float, say: Progress) -> Resu
         say("fibers (border stain)")
         lab = segment_fibers(border, pixel_size_um=px, stain="laminin", params=cfg.fibers)
     table = measure_fibers(
-        lab, pixel_size_um=px, exclude_border=cfg.muscle.exclude_border, nuclei=nuclei
+        lab, pixel_size_um=px, exclude_border=cfg.muscle.exclude_border, nuclei=nuclei,
+        nuclei_kind="intensity",
     )
     lab = _relabel_kept(lab, table["label"])
     summ = dict.fromkeys(MUSCLE_FIGURES)

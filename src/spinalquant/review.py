@@ -518,7 +518,7 @@ def _recompute_muscle(res: Results, labels: dict[str, np.ndarray], tables: dict[
     lab = labels["fibers"]
     nuclei = planes.get("nuclei")
     table = measure_fibers(lab, pixel_size_um=px, exclude_border=cfg.muscle.exclude_border,
-                           nuclei=nuclei)  # as the pipeline does
+                           nuclei=nuclei, nuclei_kind="intensity")  # as the pipeline does
     lab = _relabel_kept(lab, table["label"])
     labels["fibers"] = lab
     old = res.tables.get("fibers")
