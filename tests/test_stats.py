@@ -340,10 +340,10 @@ def _run_study(tmp_path: Path, effect: float | None, seed: int) -> pd.DataFrame:
 
     study = make_study(tmp_path / "study", groups={"vehicle": 0.0, "Muse": 1.0}, animals_per_group=3,
                        sections_per_animal=1, muscle_sections_per_animal=0, effect=effect, seed=seed,
-                       shape=(320, 320), n_motor_neurons=8, n_gfp_cells=8)
+                       shape=(256, 256), pixel_size_um=0.9, n_motor_neurons=8, n_gfp_cells=5)
     true_mn = study.truth.groupby("group")["n_motor_neurons"].mean()
     if effect:
-        assert true_mn["vehicle"] < 0.7 * true_mn["Muse"]
+        assert true_mn["vehicle"] < 0.8 * true_mn["Muse"]
     cfg = tmp_path / "fast.toml"  # tables only: no label images, QC or report (speed)
     cfg.write_text("[output]\nlabels = false\nqc = false\nreport = false\n", encoding="utf-8")
     code = main(["run", str(study.folder), "--out", str(tmp_path / "res"), "-j", "1", "-q",
@@ -356,7 +356,7 @@ def _run_study(tmp_path: Path, effect: float | None, seed: int) -> pd.DataFrame:
 
 
 def test_study_effect_is_found(tmp_path):
-    st = _run_study(tmp_path, effect=0.5, seed=1)
+    st = _run_study(tmp_path, effect=0.6, seed=1)
     assert st.loc["vehicle vs Muse", "tukey_p"] < 0.05
     assert st.loc["vehicle vs Muse", "diff"] < -2
 
