@@ -45,8 +45,12 @@ def strip(nb: nbformat.NotebookNode) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: notebooks/*.ipynb)")
-    parser.add_argument("--check", action="store_true", help="only report; exit 1 if any has outputs")
+    parser.add_argument(
+        "paths", nargs="*", type=Path, help="notebooks (default: notebooks/*.ipynb)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only report; exit 1 if any has outputs"
+    )
     args = parser.parse_args(argv)
     paths = args.paths or sorted((REPO / "notebooks").glob("*.ipynb"))
     dirty = []

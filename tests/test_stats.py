@@ -32,7 +32,9 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_sample_sheet_reads_factors_and_strips(tmp_path):
-    p = _write(tmp_path / "s.csv", "Image, Animal ,group,sex\n a.tif ,m1,vehicle,F\nb.tif,m2,Muse,M\n")
+    p = _write(
+        tmp_path / "s.csv", "Image, Animal ,group,sex\n a.tif ,m1,vehicle,F\nb.tif,m2,Muse,M\n"
+    )
     df = read_sample_sheet(p)
     assert df["image"].tolist() == ["a.tif", "b.tif"]
     assert df["animal"].tolist() == ["m1", "m2"]
@@ -65,8 +67,11 @@ def test_sample_sheet_missing_file(tmp_path):
 def test_match_images_by_path_name_and_stem():
     res = ["cord/m1_s1.ome.tif", "cord/m1_s2.ome.tif", "muscle/m1_TA.tif"]
     m = match_images(res, ["cord/m1_s1.ome.tif", "m1_s2.ome.tif", "m1_TA", "other.tif"])
-    assert m == {"cord/m1_s1.ome.tif": "cord/m1_s1.ome.tif", "m1_s2.ome.tif": "cord/m1_s2.ome.tif",
-                 "m1_TA": "muscle/m1_TA.tif"}
+    assert m == {
+        "cord/m1_s1.ome.tif": "cord/m1_s1.ome.tif",
+        "m1_s2.ome.tif": "cord/m1_s2.ome.tif",
+        "m1_TA": "muscle/m1_TA.tif",
+    }
     with pytest.raises(SampleSheetError, match="several results"):
         match_images(["a/x.tif", "b/x.tif"], ["x.tif"])
 
@@ -142,13 +147,21 @@ def test_compare_groups_known_answer():
     # 2 groups: Tukey p equals the pooled t-test p; CI = diff +- t * sqrt(2 * MSE / n)
     assert pair["tukey_p"] == pytest.approx(sps.ttest_ind([1, 2, 3], [4, 5, 6]).pvalue, rel=1e-6)
     half = sps.t.ppf(0.975, 4) * math.sqrt(2 * 1.0 / 3)
-    assert (pair["diff_ci_low"], pair["diff_ci_high"]) == pytest.approx((-3 - half, -3 + half), rel=1e-4)
-    assert (pair["ci_low_a"], pair["ci_high_a"]) == pytest.approx(sps.t.interval(0.95, 2, loc=2, scale=1 / math.sqrt(3)))
+    assert (pair["diff_ci_low"], pair["diff_ci_high"]) == pytest.approx(
+        (-3 - half, -3 + half), rel=1e-4
+    )
+    assert (pair["ci_low_a"], pair["ci_high_a"]) == pytest.approx(
+        sps.t.interval(0.95, 2, loc=2, scale=1 / math.sqrt(3))
+    )
 
 
 def test_compare_groups_agrees_with_scipy_three_groups():
     rng = np.random.default_rng(11)
-    data = {"vehicle": rng.normal(6, 1.2, 5), "MSC": rng.normal(8, 1.2, 6), "Muse": rng.normal(10, 1.2, 5)}
+    data = {
+        "vehicle": rng.normal(6, 1.2, 5),
+        "MSC": rng.normal(8, 1.2, 6),
+        "Muse": rng.normal(10, 1.2, 5),
+    }
     df = _animals({k: list(v) for k, v in data.items()})
     res = compare_groups(df, "v", adjust="bonferroni")
     arrays = list(data.values())
@@ -164,9 +177,13 @@ def test_compare_groups_agrees_with_scipy_three_groups():
     for (_, r), (i, j) in zip(pairs.iterrows(), [(0, 1), (0, 2), (1, 2)], strict=True):
         assert r["tukey_p"] == pytest.approx(t.pvalue[i, j], rel=1e-8)
         assert r["diff"] == pytest.approx(t.statistic[i, j], rel=1e-10)
-        assert (r["diff_ci_low"], r["diff_ci_high"]) == pytest.approx((ci.low[i, j], ci.high[i, j]))
+        assert (r["diff_ci_low"], r["diff_ci_high"]) == pytest.approx(
+            (ci.low[i, j], ci.high[i, j])
+        )
         assert r["n_a"] == len(arrays[i])
-    assert pairs["dunn_p_adj"].tolist() == pytest.approx(np.minimum(3 * pairs["dunn_p"].to_numpy(), 1))
+    assert pairs["dunn_p_adj"].tolist() == pytest.approx(
+        np.minimum(3 * pairs["dunn_p"].to_numpy(), 1)
+    )
     assert res.iloc[2]["tukey_p"] < 0.01  # 4-unit difference with SD 1.2 is found
 
 
@@ -200,7 +217,9 @@ def test_describe_groups_ci():
 
 
 # ------------------------------------------------------------- aggregation
-def _results_folder(tmp_path: Path, *, seed: int = 0, failed: tuple[str, ...] = ()) -> tuple[Path, pd.DataFrame]:
+def _results_folder(
+    tmp_path: Path, *, seed: int = 0, failed: tuple[str, ...] = ()
+) -> tuple[Path, pd.DataFrame]:
     """A fake 'spinalquant run' output: 3 groups x 3 animals x 2 cord sections + 1 muscle."""
     rng = np.random.default_rng(seed)
     res = tmp_path / "results"
@@ -214,23 +233,49 @@ def _results_folder(tmp_path: Path, *, seed: int = 0, failed: tuple[str, ...] = 
             animal = f"m{k:02d}"
             for s in (1, 2):
                 img = f"cord/{animal}_s{s}.ome.tif"
-                sheet.append({"image": img, "animal": animal, "group": g, "sex": "F" if k % 2 else "M"})
+                sheet.append(
+                    {"image": img, "animal": animal, "group": g, "sex": "F" if k % 2 else "M"}
+                )
                 if img in failed:
-                    summ.append({"image": img, "status": "failed", "error": "missing ChAT channel"})
+                    summ.append(
+                        {"image": img, "status": "failed", "error": "missing ChAT channel"}
+                    )
                     continue
-                n = int(round(mu + rng.normal(0, 0.7)))
+                n = round(mu + rng.normal(0, 0.7))
                 pp = rng.normal(mu / 2, 0.3, n)
-                summ.append({"image": img, "status": "ok", "error": "", "section": "cord",
-                             "n_motor_neurons": n, "pct_gfp_gfap": rng.uniform(70, 95),
-                             "puncta_per_motor_neuron": float(pp.mean() * 1.2)})
-                mns += [{"image": img, "label": i + 1, "puncta_per_100um": v} for i, v in enumerate(pp)]
+                summ.append(
+                    {
+                        "image": img,
+                        "status": "ok",
+                        "error": "",
+                        "section": "cord",
+                        "n_motor_neurons": n,
+                        "pct_gfp_gfap": rng.uniform(70, 95),
+                        "puncta_per_motor_neuron": float(pp.mean() * 1.2),
+                    }
+                )
+                mns += [
+                    {"image": img, "label": i + 1, "puncta_per_100um": v} for i, v in enumerate(pp)
+                ]
             img = f"muscle/{animal}_TA.ome.tif"
-            sheet.append({"image": img, "animal": animal, "group": g, "sex": "F" if k % 2 else "M"})
+            sheet.append(
+                {"image": img, "animal": animal, "group": g, "sex": "F" if k % 2 else "M"}
+            )
             area = rng.gamma(9, 100 * mu / 9, 60)
-            summ.append({"image": img, "status": "ok", "error": "", "section": "muscle",
-                         "n_fibers": 60, "fiber_csa_mean_um2": float(area.mean())})
-            fibers += [{"image": img, "label": i + 1, "area_um2": a, "min_feret_um": math.sqrt(a) * 0.9}
-                       for i, a in enumerate(area)]
+            summ.append(
+                {
+                    "image": img,
+                    "status": "ok",
+                    "error": "",
+                    "section": "muscle",
+                    "n_fibers": 60,
+                    "fiber_csa_mean_um2": float(area.mean()),
+                }
+            )
+            fibers += [
+                {"image": img, "label": i + 1, "area_um2": a, "min_feret_um": math.sqrt(a) * 0.9}
+                for i, a in enumerate(area)
+            ]
     pd.DataFrame(summ).to_csv(res / "summary.csv", index=False)
     pd.DataFrame(mns).to_csv(res / "objects" / "motor_neurons.csv", index=False)
     pd.DataFrame(fibers).to_csv(res / "objects" / "fibers.csv", index=False)
@@ -240,8 +285,10 @@ def _results_folder(tmp_path: Path, *, seed: int = 0, failed: tuple[str, ...] = 
 def test_aggregate_per_animal_means_sections_and_pools_objects(tmp_path):
     res, sheet = _results_folder(tmp_path, failed=("cord/m01_s2.ome.tif",))
     summ = pd.read_csv(res / "summary.csv")
-    objs = {"motor_neurons": pd.read_csv(res / "objects" / "motor_neurons.csv"),
-            "fibers": pd.read_csv(res / "objects" / "fibers.csv")}
+    objs = {
+        "motor_neurons": pd.read_csv(res / "objects" / "motor_neurons.csv"),
+        "fibers": pd.read_csv(res / "objects" / "fibers.csv"),
+    }
     per = aggregate_per_animal(summ, objs, sheet)
     assert len(per) == 9 and per["animal"].is_unique
     assert per["sex"].notna().all()  # constant within animal -> kept
@@ -254,11 +301,16 @@ def test_aggregate_per_animal_means_sections_and_pools_objects(tmp_path):
     assert m02["puncta_per_100um"] == pytest.approx(sel["puncta_per_100um"].mean())
     assert m02["n_objects_puncta_per_100um"] == len(sel)
     fb = objs["fibers"]
-    assert m02["fiber_area_um2"] == pytest.approx(fb[fb["image"] == "muscle/m02_TA.ome.tif"]["area_um2"].mean())
+    assert m02["fiber_area_um2"] == pytest.approx(
+        fb[fb["image"] == "muscle/m02_TA.ome.tif"]["area_um2"].mean()
+    )
     # the failed section of m01 is excluded: its mean is its one good section
     m01 = per.set_index("animal").loc["m01"]
     assert m01["n_images"] == 2
-    assert m01["n_motor_neurons"] == summ.loc[summ["image"] == "cord/m01_s1.ome.tif", "n_motor_neurons"].item()
+    assert (
+        m01["n_motor_neurons"]
+        == summ.loc[summ["image"] == "cord/m01_s1.ome.tif", "n_motor_neurons"].item()
+    )
     # measures absent from the data are dropped, not NaN columns
     assert "n_astrocytes" not in per.columns
 
@@ -266,23 +318,40 @@ def test_aggregate_per_animal_means_sections_and_pools_objects(tmp_path):
 # ------------------------------------------------------------ run_stats + CLI
 def test_run_stats_writes_tables_and_plots(tmp_path):
     res, sheet = _results_folder(tmp_path, failed=("cord/m03_s1.ome.tif",))
-    sheet = pd.concat([sheet, pd.DataFrame([{"image": "cord/m99_s1.ome.tif", "animal": "m99",
-                                             "group": "Muse", "sex": "F"}])])
+    sheet = pd.concat(
+        [
+            sheet,
+            pd.DataFrame(
+                [{"image": "cord/m99_s1.ome.tif", "animal": "m99", "group": "Muse", "sex": "F"}]
+            ),
+        ]
+    )
     sheet.to_csv(tmp_path / "samples.csv", index=False)
-    rep = run_stats(res, tmp_path / "samples.csv",
-                    measures=["n_motor_neurons", "puncta_per_100um", "pct_gfp_gfap", "fiber_area_um2"])
+    rep = run_stats(
+        res,
+        tmp_path / "samples.csv",
+        measures=["n_motor_neurons", "puncta_per_100um", "pct_gfp_gfap", "fiber_area_um2"],
+    )
     out = res / "stats"
     for f in ("stats.csv", "per_animal.csv", "groups.csv", "excluded.csv", "notes.txt"):
         assert (out / f).is_file()
     st = pd.read_csv(out / "stats.csv")
     # one row per measure x comparison: 1 omnibus + 3 pairs
     assert st.groupby("measure").size().eq(4).all()
-    assert set(st["measure"]) == {"n_motor_neurons", "puncta_per_100um", "pct_gfp_gfap", "fiber_area_um2"}
+    assert set(st["measure"]) == {
+        "n_motor_neurons",
+        "puncta_per_100um",
+        "pct_gfp_gfap",
+        "fiber_area_um2",
+    }
     mn = st[st["measure"] == "n_motor_neurons"].set_index("comparison")
     assert mn.loc["vehicle vs Muse", "tukey_p"] < 0.01
     assert mn.loc["vehicle vs Muse", "diff"] == pytest.approx(-4, abs=1.0)
-    assert mn.loc["vehicle vs Muse", "diff_ci_low"] < mn.loc["vehicle vs Muse", "diff"] < mn.loc[
-        "vehicle vs Muse", "diff_ci_high"]
+    assert (
+        mn.loc["vehicle vs Muse", "diff_ci_low"]
+        < mn.loc["vehicle vs Muse", "diff"]
+        < mn.loc["vehicle vs Muse", "diff_ci_high"]
+    )
     assert pd.read_csv(out / "per_animal.csv")["group"].tolist()[:3] == ["vehicle"] * 3
     ex = pd.read_csv(out / "excluded.csv")
     assert set(ex["image"]) == {"cord/m03_s1.ome.tif", "cord/m99_s1.ome.tif"}
@@ -299,7 +368,8 @@ def test_run_stats_writes_tables_and_plots(tmp_path):
 def test_run_stats_lists_unlisted_images(tmp_path):
     res, sheet = _results_folder(tmp_path)
     sheet[~sheet["image"].isin(["cord/m02_s1.ome.tif", "muscle/m05_TA.ome.tif"])].to_csv(
-        tmp_path / "samples.csv", index=False)
+        tmp_path / "samples.csv", index=False
+    )
     with pytest.raises(SampleSheetError) as exc:
         run_stats(res, tmp_path / "samples.csv", plots=False)
     assert "cord/m02_s1.ome.tif" in str(exc.value) and "muscle/m05_TA.ome.tif" in str(exc.value)
@@ -320,13 +390,27 @@ def test_cli_stats(tmp_path, capsys):
 
     res, sheet = _results_folder(tmp_path)
     sheet.to_csv(tmp_path / "samples.csv", index=False)
-    assert main(["stats", str(res), "--samples", str(tmp_path / "samples.csv"), "--no-plots",
-                 "--out", str(tmp_path / "o")]) == 0
+    assert (
+        main(
+            [
+                "stats",
+                str(res),
+                "--samples",
+                str(tmp_path / "samples.csv"),
+                "--no-plots",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "o" / "stats.csv").is_file()
     assert "n_motor_neurons" in capsys.readouterr().err
     assert main(["stats", str(res)]) == 2
     assert "--samples" in capsys.readouterr().err
-    assert main(["stats", str(tmp_path / "nowhere"), "--samples", str(tmp_path / "samples.csv")]) == 2
+    assert (
+        main(["stats", str(tmp_path / "nowhere"), "--samples", str(tmp_path / "samples.csv")]) == 2
+    )
     assert "summary.csv" in capsys.readouterr().err
     _write(tmp_path / "bad.csv", "image,group\nx,y\n")
     assert main(["stats", str(res), "--samples", str(tmp_path / "bad.csv")]) == 2
@@ -338,18 +422,41 @@ def _run_study(tmp_path: Path, effect: float | None, seed: int) -> pd.DataFrame:
     from spinalquant.cli import main
     from spinalquant.study import make_study
 
-    study = make_study(tmp_path / "study", groups={"vehicle": 0.0, "Muse": 1.0}, animals_per_group=3,
-                       sections_per_animal=1, muscle_sections_per_animal=0, effect=effect, seed=seed,
-                       shape=(256, 256), pixel_size_um=0.9, n_motor_neurons=8, n_gfp_cells=5)
+    study = make_study(
+        tmp_path / "study",
+        groups={"vehicle": 0.0, "Muse": 1.0},
+        animals_per_group=3,
+        sections_per_animal=1,
+        muscle_sections_per_animal=0,
+        effect=effect,
+        seed=seed,
+        shape=(256, 256),
+        pixel_size_um=0.9,
+        n_motor_neurons=8,
+        n_gfp_cells=5,
+    )
     true_mn = study.truth.groupby("group")["n_motor_neurons"].mean()
     if effect:
         assert true_mn["vehicle"] < 0.8 * true_mn["Muse"]
     cfg = tmp_path / "fast.toml"  # tables only: no label images, QC or report (speed)
     cfg.write_text("[output]\nlabels = false\nqc = false\nreport = false\n", encoding="utf-8")
-    code = main(["run", str(study.folder), "--out", str(tmp_path / "res"), "-j", "1", "-q",
-                 "--config", str(cfg)])
+    code = main(
+        [
+            "run",
+            str(study.folder),
+            "--out",
+            str(tmp_path / "res"),
+            "-j",
+            "1",
+            "-q",
+            "--config",
+            str(cfg),
+        ]
+    )
     assert code == 0
-    code = main(["stats", str(tmp_path / "res"), "--samples", str(study.samples_csv), "--no-plots"])
+    code = main(
+        ["stats", str(tmp_path / "res"), "--samples", str(study.samples_csv), "--no-plots"]
+    )
     assert code == 0
     st = pd.read_csv(tmp_path / "res" / "stats" / "stats.csv")
     return st[st["measure"] == "n_motor_neurons"].set_index("comparison")

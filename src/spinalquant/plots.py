@@ -29,7 +29,16 @@ __all__ = [
 ]
 
 #: Okabe–Ito colour-blind-safe palette, in group order.
-GROUP_COLORS = ("#7f7f7f", "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
+GROUP_COLORS = (
+    "#7f7f7f",
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#E69F00",
+    "#56B4E9",
+    "#F0E442",
+)
 
 _RC = {
     "font.size": 9,
@@ -131,17 +140,31 @@ def plot_measure(
         ax = fig.add_subplot()
         pos = np.arange(1, len(names) + 1)
         if names:
-            bp = ax.boxplot(data, positions=pos, widths=0.55, showfliers=False, patch_artist=True,
-                            medianprops={"color": "black", "linewidth": 1.2},
-                            whiskerprops={"linewidth": 0.8}, capprops={"linewidth": 0.8},
-                            boxprops={"linewidth": 0.8})
+            bp = ax.boxplot(
+                data,
+                positions=pos,
+                widths=0.55,
+                showfliers=False,
+                patch_artist=True,
+                medianprops={"color": "black", "linewidth": 1.2},
+                whiskerprops={"linewidth": 0.8},
+                capprops={"linewidth": 0.8},
+                boxprops={"linewidth": 0.8},
+            )
             for patch, g in zip(bp["boxes"], names, strict=True):
                 patch.set_facecolor(colors[g])
                 patch.set_alpha(0.25)
             for x0, g, y in zip(pos, names, data, strict=True):
                 jitter = rng.uniform(-0.12, 0.12, len(y))
-                ax.scatter(x0 + jitter, y, s=22, color=colors[g], edgecolor="black", linewidth=0.5,
-                           zorder=3)
+                ax.scatter(
+                    x0 + jitter,
+                    y,
+                    s=22,
+                    color=colors[g],
+                    edgecolor="black",
+                    linewidth=0.5,
+                    zorder=3,
+                )
         ax.set_xticks(pos, [f"{g}\nn = {len(y)}" for g, y in zip(names, data, strict=True)])
         ax.set_xlim(0.4, len(names) + 0.6)
         ax.set_ylabel(label or measure)
@@ -160,20 +183,37 @@ def plot_measure(
                 if isinstance(err, str) and err:
                     title = "not tested (see stats.csv)"
                 else:
-                    title = (f"ANOVA {_p_text(float(o['anova_p']))}\n"
-                             f"Kruskal–Wallis {_p_text(float(o['kruskal_p']))}")
+                    title = (
+                        f"ANOVA {_p_text(float(o['anova_p']))}\n"
+                        f"Kruskal–Wallis {_p_text(float(o['kruskal_p']))}"
+                    )
             level = 0
             for _, r in st[st["comparison"] != "all groups"].iterrows():
                 p = pd.to_numeric(r.get("tukey_p"), errors="coerce")
-                if pd.isna(p) or p >= alpha or r["group_a"] not in names or r["group_b"] not in names:
+                if (
+                    pd.isna(p)
+                    or p >= alpha
+                    or r["group_a"] not in names
+                    or r["group_b"] not in names
+                ):
                     continue
                 xa = names.index(r["group_a"]) + 1
                 xb = names.index(r["group_b"]) + 1
                 y = ymax + span * (0.08 + 0.12 * level)
-                ax.plot([xa, xa, xb, xb], [y - span * 0.02, y, y, y - span * 0.02], color="black",
-                        linewidth=0.8)
-                ax.text((xa + xb) / 2, y + span * 0.01, f"Tukey {_p_text(float(p))}", ha="center",
-                        va="bottom", fontsize=7)
+                ax.plot(
+                    [xa, xa, xb, xb],
+                    [y - span * 0.02, y, y, y - span * 0.02],
+                    color="black",
+                    linewidth=0.8,
+                )
+                ax.text(
+                    (xa + xb) / 2,
+                    y + span * 0.01,
+                    f"Tukey {_p_text(float(p))}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
                 level += 1
             if level:
                 ax.set_ylim(top=ymax + span * (0.12 + 0.12 * level))
@@ -230,8 +270,13 @@ def plot_distribution(
         pos = np.arange(1, len(names) + 1)
         usable = [i for i, d in enumerate(data) if len(d) >= 2]
         if usable:
-            parts = ax_v.violinplot([data[i] for i in usable], positions=pos[usable], widths=0.8,
-                                    showextrema=False, showmedians=True)
+            parts = ax_v.violinplot(
+                [data[i] for i in usable],
+                positions=pos[usable],
+                widths=0.8,
+                showextrema=False,
+                showmedians=True,
+            )
             for body, i in zip(parts["bodies"], usable, strict=True):
                 body.set_facecolor(colors[names[i]])
                 body.set_edgecolor("black")
@@ -239,13 +284,24 @@ def plot_distribution(
                 body.set_alpha(0.45)
             parts["cmedians"].set_color("black")
         if animal_col in objects.columns:
-            med = (pd.DataFrame({"g": groups, "a": objects[animal_col].astype(str), "v": vals})
-                   .dropna().groupby(["g", "a"])["v"].median())
+            med = (
+                pd.DataFrame({"g": groups, "a": objects[animal_col].astype(str), "v": vals})
+                .dropna()
+                .groupby(["g", "a"])["v"]
+                .median()
+            )
             for x0, g in zip(pos, names, strict=True):
                 if g in med.index.get_level_values(0):
                     y = med.loc[g].to_numpy(float)
-                    ax_v.scatter(np.full(len(y), x0), y, s=14, color=colors[g], edgecolor="black",
-                                 linewidth=0.5, zorder=3)
+                    ax_v.scatter(
+                        np.full(len(y), x0),
+                        y,
+                        s=14,
+                        color=colors[g],
+                        edgecolor="black",
+                        linewidth=0.5,
+                        zorder=3,
+                    )
         ax_v.set_xticks(pos, [f"{g}\nn = {len(d)}" for g, d in zip(names, data, strict=True)])
         ax_v.set_title("dots: median of each animal", fontsize=7)
         ax_v.set_ylabel(label or column)
@@ -257,8 +313,15 @@ def plot_distribution(
             edges = np.asarray(bins, float) if not isinstance(bins, int) else np.linspace(0, 1, 2)
         for g, d in zip(names, data, strict=True):
             if len(d):
-                ax_h.hist(d, bins=edges, density=True, histtype="step", linewidth=1.4, color=colors[g],
-                          label=f"{g} (median {np.median(d):.0f})")
+                ax_h.hist(
+                    d,
+                    bins=edges,
+                    density=True,
+                    histtype="step",
+                    linewidth=1.4,
+                    color=colors[g],
+                    label=f"{g} (median {np.median(d):.0f})",
+                )
         ax_h.set_xlabel(label or column)
         ax_h.set_ylabel("density")
         if names:
@@ -289,8 +352,14 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 300) -> list[Path]:
 
 
 #: Measures drawn by :func:`plot_study` when present, with their axis labels.
-STUDY_PLOTS = ("n_motor_neurons", "puncta_per_100um", "pct_gfp_gfap", "puncta_per_motor_neuron",
-               "n_gfp_cells", "fiber_csa_mean_um2")
+STUDY_PLOTS = (
+    "n_motor_neurons",
+    "puncta_per_100um",
+    "pct_gfp_gfap",
+    "puncta_per_motor_neuron",
+    "n_gfp_cells",
+    "fiber_csa_mean_um2",
+)
 
 
 def plot_study(
@@ -335,20 +404,27 @@ def plot_study(
     for m in measures or ():
         if hasattr(m, "name"):
             labels[m.name] = m.label
-    wanted = list(STUDY_PLOTS) + [m for m in labels if m not in STUDY_PLOTS
-                                  and m not in ("fiber_area_um2", "fiber_min_feret_um")]
+    wanted = list(STUDY_PLOTS) + [
+        m
+        for m in labels
+        if m not in STUDY_PLOTS and m not in ("fiber_area_um2", "fiber_min_feret_um")
+    ]
     files: list[Path] = []
     for name in wanted:
-        if name not in per_animal.columns or pd.to_numeric(per_animal[name], errors="coerce").isna().all():
+        if (
+            name not in per_animal.columns
+            or pd.to_numeric(per_animal[name], errors="coerce").isna().all()
+        ):
             continue
         fig = plot_measure(per_animal, name, label=labels.get(name), order=order, stats=stats)
         files += save_figure(fig, out / name)
     fibers = (objects or {}).get("fibers")
     if fibers is not None and samples is not None and len(fibers) and "image" in fibers.columns:
         f = fibers.merge(samples[["image", "animal", "group"]], on="image", how="inner")
-        for col, stem, lab in (("area_um2", "fiber_csa_distribution", "fiber CSA (µm²)"),
-                               ("min_feret_um", "fiber_min_feret_distribution",
-                                "fiber minimum Feret diameter (µm)")):
+        for col, stem, lab in (
+            ("area_um2", "fiber_csa_distribution", "fiber CSA (µm²)"),
+            ("min_feret_um", "fiber_min_feret_distribution", "fiber minimum Feret diameter (µm)"),
+        ):
             if col in f.columns and len(f):
                 fig = plot_distribution(f, col, order=order, label=lab)
                 files += save_figure(fig, out / stem)

@@ -89,18 +89,34 @@ class Measure:
 DEFAULT_MEASURES: dict[str, Measure] = {
     m.name: m
     for m in (
-        Measure("n_motor_neurons", "summary", "n_motor_neurons", "ChAT+ motor neurons per ventral horn"),
-        Measure("puncta_per_100um", "motor_neurons", "puncta_per_100um",
-                "perisomatic puncta per 100 µm of soma outline"),
-        Measure("puncta_per_motor_neuron", "summary", "puncta_per_motor_neuron",
-                "perisomatic puncta per motor neuron"),
+        Measure(
+            "n_motor_neurons", "summary", "n_motor_neurons", "ChAT+ motor neurons per ventral horn"
+        ),
+        Measure(
+            "puncta_per_100um",
+            "motor_neurons",
+            "puncta_per_100um",
+            "perisomatic puncta per 100 µm of soma outline",
+        ),
+        Measure(
+            "puncta_per_motor_neuron",
+            "summary",
+            "puncta_per_motor_neuron",
+            "perisomatic puncta per motor neuron",
+        ),
         Measure("n_gfp_cells", "summary", "n_gfp_cells", "GFP+ donor cells per section"),
         Measure("pct_gfp_gfap", "summary", "pct_gfp_gfap", "GFAP+ among GFP+ cells (%)"),
         Measure("n_astrocytes", "summary", "n_astrocytes", "GFAP+ astrocytes per section"),
-        Measure("fiber_csa_mean_um2", "summary", "fiber_csa_mean_um2",
-                "mean fiber cross-sectional area (µm²)"),
+        Measure(
+            "fiber_csa_mean_um2",
+            "summary",
+            "fiber_csa_mean_um2",
+            "mean fiber cross-sectional area (µm²)",
+        ),
         Measure("fiber_area_um2", "fibers", "area_um2", "fiber cross-sectional area (µm²)"),
-        Measure("fiber_min_feret_um", "fibers", "min_feret_um", "fiber minimum Feret diameter (µm)"),
+        Measure(
+            "fiber_min_feret_um", "fibers", "min_feret_um", "fiber minimum Feret diameter (µm)"
+        ),
     )
 }
 
@@ -178,7 +194,8 @@ def validate_sample_sheet(df: pd.DataFrame, *, source: str = "sample sheet") -> 
     bad = groups_per_animal[groups_per_animal > 1]
     if len(bad):
         detail = "; ".join(
-            f"{a}: {', '.join(sorted(set(out.loc[out['animal'] == a, 'group'])))}" for a in bad.index
+            f"{a}: {', '.join(sorted(set(out.loc[out['animal'] == a, 'group'])))}"
+            for a in bad.index
         )
         raise SampleSheetError(f"{source}: animal(s) listed under more than one group: {detail}")
     return out
@@ -308,7 +325,9 @@ def aggregate_per_animal(
     factors = [c for c in sheet.columns if c not in ("image", "animal", "group")]
     for f in factors:
         if (sheet.groupby("animal")[f].nunique(dropna=False) <= 1).all():
-            animals[f] = animals["animal"].map(sheet.drop_duplicates("animal").set_index("animal")[f])
+            animals[f] = animals["animal"].map(
+                sheet.drop_duplicates("animal").set_index("animal")[f]
+            )
     animals["n_images"] = animals["animal"].map(sheet.groupby("animal").size()).astype("int64")
 
     objects = objects or {}
@@ -316,7 +335,9 @@ def aggregate_per_animal(
         if m.source == "summary":
             if m.column not in summ.columns:
                 continue
-            vals = pd.DataFrame({"animal": summ["image"].map(animal_of), "v": _numeric(summ[m.column])})
+            vals = pd.DataFrame(
+                {"animal": summ["image"].map(animal_of), "v": _numeric(summ[m.column])}
+            )
             per = vals.groupby("animal")["v"].mean()
             animals[m.name] = animals["animal"].map(per).astype("float64")
         else:
@@ -332,7 +353,9 @@ def aggregate_per_animal(
                 animals["animal"].map(per.size()).fillna(0).astype("int64")
             )
         if animals[m.name].isna().all():
-            animals = animals.drop(columns=[c for c in (m.name, f"n_objects_{m.name}") if c in animals])
+            animals = animals.drop(
+                columns=[c for c in (m.name, f"n_objects_{m.name}") if c in animals]
+            )
     return animals
 
 
@@ -348,8 +371,12 @@ def _ci_mean(x: np.ndarray, confidence: float) -> tuple[float, float]:
 
 
 def describe_groups(
-    animal_df: pd.DataFrame, measure: str, *, group_col: str = "group",
-    order: Sequence[str] | None = None, confidence: float = 0.95,
+    animal_df: pd.DataFrame,
+    measure: str,
+    *,
+    group_col: str = "group",
+    order: Sequence[str] | None = None,
+    confidence: float = 0.95,
 ) -> pd.DataFrame:
     """n, mean, SD, SEM and a t-based CI of the mean of every group.
 
@@ -366,14 +393,19 @@ def describe_groups(
     for g, x in data.items():
         n = len(x)
         lo, hi = _ci_mean(x, confidence)
-        rows.append({
-            "measure": measure, "group": g, "n": n,
-            "mean": float(np.mean(x)) if n else math.nan,
-            "sd": float(np.std(x, ddof=1)) if n > 1 else math.nan,
-            "sem": float(np.std(x, ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
-            "median": float(np.median(x)) if n else math.nan,
-            "ci_low": lo, "ci_high": hi,
-        })
+        rows.append(
+            {
+                "measure": measure,
+                "group": g,
+                "n": n,
+                "mean": float(np.mean(x)) if n else math.nan,
+                "sd": float(np.std(x, ddof=1)) if n > 1 else math.nan,
+                "sem": float(np.std(x, ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
+                "median": float(np.median(x)) if n else math.nan,
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -382,15 +414,21 @@ def _group_values(
 ) -> dict[str, np.ndarray]:
     for c in (measure, group_col):
         if c not in animal_df.columns:
-            raise KeyError(f"column '{c}' not in the per-animal table (columns: {list(animal_df.columns)})")
-    groups = [str(g) for g in (order if order is not None else pd.unique(animal_df[group_col].astype(str)))]
+            raise KeyError(
+                f"column '{c}' not in the per-animal table (columns: {list(animal_df.columns)})"
+            )
+    groups = [
+        str(g)
+        for g in (order if order is not None else pd.unique(animal_df[group_col].astype(str)))
+    ]
     col = _numeric(animal_df[measure])
     gcol = animal_df[group_col].astype(str)
     return {g: col[(gcol == g) & col.notna()].to_numpy(dtype=float) for g in groups}
 
 
-def hedges_g(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95
-             ) -> tuple[float, float, float]:
+def hedges_g(
+    a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95
+) -> tuple[float, float, float]:
     """Hedges' g of ``mean(a) - mean(b)`` with an approximate CI.
 
     ``g = J * (mean_a - mean_b) / s_pooled`` with ``J = 1 - 3 / (4 (n_a + n_b) - 9)``;
@@ -479,17 +517,29 @@ def dunn_test(samples: Mapping[str, Sequence[float]], *, adjust: str = "holm") -
     ties = float(np.sum(counts.astype(float) ** 3 - counts))
     var0 = n_total * (n_total + 1) / 12.0 - (ties / (12.0 * (n_total - 1)) if n_total > 1 else 0.0)
     bounds = np.cumsum([0] + [len(a) for a in arrays])
-    mean_rank = {k: float(ranks[bounds[i]:bounds[i + 1]].mean()) if len(arrays[i]) else math.nan
-                 for i, k in enumerate(names)}
+    mean_rank = {
+        k: float(ranks[bounds[i] : bounds[i + 1]].mean()) if len(arrays[i]) else math.nan
+        for i, k in enumerate(names)
+    }
     rows = []
     for a, b in combinations(names, 2):
         na, nb = len(samples[a]), len(samples[b])
         se = math.sqrt(var0 * (1 / na + 1 / nb)) if na and nb and var0 > 0 else math.nan
         z = (mean_rank[a] - mean_rank[b]) / se if se and not math.isnan(se) else math.nan
         p = float(2 * sps.norm.sf(abs(z))) if not math.isnan(z) else math.nan
-        rows.append({"group_a": a, "group_b": b, "mean_rank_a": mean_rank[a],
-                     "mean_rank_b": mean_rank[b], "z": z, "p": p})
-    out = pd.DataFrame(rows, columns=["group_a", "group_b", "mean_rank_a", "mean_rank_b", "z", "p"])
+        rows.append(
+            {
+                "group_a": a,
+                "group_b": b,
+                "mean_rank_a": mean_rank[a],
+                "mean_rank_b": mean_rank[b],
+                "z": z,
+                "p": p,
+            }
+        )
+    out = pd.DataFrame(
+        rows, columns=["group_a", "group_b", "mean_rank_a", "mean_rank_b", "z", "p"]
+    )
     ok = out["p"].notna().to_numpy()
     adj = np.full(len(out), math.nan)
     adj[ok] = _adjust(out["p"].to_numpy()[ok], adjust)
@@ -498,12 +548,39 @@ def dunn_test(samples: Mapping[str, Sequence[float]], *, adjust: str = "holm") -
 
 
 STATS_COLUMNS = (
-    "measure", "comparison", "group_a", "group_b", "n_a", "n_b", "mean_a", "mean_b",
-    "ci_low_a", "ci_high_a", "ci_low_b", "ci_high_b",
-    "anova_f", "anova_p", "eta_squared", "kruskal_h", "kruskal_p", "epsilon_squared",
-    "diff", "diff_ci_low", "diff_ci_high", "tukey_p",
-    "hedges_g", "hedges_g_ci_low", "hedges_g_ci_high",
-    "dunn_z", "dunn_p", "dunn_p_adj", "p_adjust", "n_groups", "n_animals", "note", "error",
+    "measure",
+    "comparison",
+    "group_a",
+    "group_b",
+    "n_a",
+    "n_b",
+    "mean_a",
+    "mean_b",
+    "ci_low_a",
+    "ci_high_a",
+    "ci_low_b",
+    "ci_high_b",
+    "anova_f",
+    "anova_p",
+    "eta_squared",
+    "kruskal_h",
+    "kruskal_p",
+    "epsilon_squared",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "tukey_p",
+    "hedges_g",
+    "hedges_g_ci_low",
+    "hedges_g_ci_high",
+    "dunn_z",
+    "dunn_p",
+    "dunn_p_adj",
+    "p_adjust",
+    "n_groups",
+    "n_animals",
+    "note",
+    "error",
 )
 
 
@@ -564,13 +641,20 @@ def compare_groups(
     if len(data) < 2:
         raise GroupSizeError(
             f"{measure}: need at least two groups with values to compare; "
-            f"found {list(data) or 'none'}" + (f" (no values for {', '.join(empty)})" if empty else "")
+            f"found {list(data) or 'none'}"
+            + (f" (no values for {', '.join(empty)})" if empty else "")
         )
     small = {g: x for g, x in data.items() if len(x) < 2}
     if small:
+
         def who(g: str) -> str:
             sel = (animal_df[group_col].astype(str) == g) & _numeric(animal_df[measure]).notna()
-            return ", ".join(animal_df.loc[sel, "animal"].astype(str)) if "animal" in animal_df else "?"
+            return (
+                ", ".join(animal_df.loc[sel, "animal"].astype(str))
+                if "animal" in animal_df
+                else "?"
+            )
+
         detail = "; ".join(f"group '{g}' has {len(x)} animal ({who(g)})" for g, x in small.items())
         raise GroupSizeError(
             f"{measure}: {detail}. A group needs at least 2 animals with a value: "
@@ -613,30 +697,53 @@ def compare_groups(
             warnings.simplefilter("ignore", RuntimeWarning)
             tukey = sps.tukey_hsd(*arrays)
             tukey_ci = tukey.confidence_interval(confidence_level=confidence)
-    dunn = dunn_test(dict(zip(names, arrays, strict=True)), adjust=adjust) if ss_total > 0 else None
+    dunn = (
+        dunn_test(dict(zip(names, arrays, strict=True)), adjust=adjust) if ss_total > 0 else None
+    )
 
     ci = {g: _ci_mean(x, confidence) for g, x in data.items()}
     base = {"measure": measure, "p_adjust": adjust, "n_groups": len(names), "n_animals": n_all}
-    rows: list[dict[str, Any]] = [{
-        **base, "comparison": "all groups",
-        "anova_f": f_stat, "anova_p": f_p, "eta_squared": eta2,
-        "kruskal_h": h_stat, "kruskal_p": h_p, "epsilon_squared": eps2,
-        "note": "; ".join(notes),
-    }]
+    rows: list[dict[str, Any]] = [
+        {
+            **base,
+            "comparison": "all groups",
+            "anova_f": f_stat,
+            "anova_p": f_p,
+            "eta_squared": eta2,
+            "kruskal_h": h_stat,
+            "kruskal_p": h_p,
+            "epsilon_squared": eps2,
+            "note": "; ".join(notes),
+        }
+    ]
     for k, (i, j) in enumerate(combinations(range(len(names)), 2)):
         a, b = names[i], names[j]
         xa, xb = data[a], data[b]
         g, g_lo, g_hi = hedges_g(xa, xb, confidence=confidence)
         row: dict[str, Any] = {
-            **base, "comparison": f"{a} vs {b}", "group_a": a, "group_b": b,
-            "n_a": len(xa), "n_b": len(xb), "mean_a": float(xa.mean()), "mean_b": float(xb.mean()),
-            "ci_low_a": ci[a][0], "ci_high_a": ci[a][1], "ci_low_b": ci[b][0], "ci_high_b": ci[b][1],
+            **base,
+            "comparison": f"{a} vs {b}",
+            "group_a": a,
+            "group_b": b,
+            "n_a": len(xa),
+            "n_b": len(xb),
+            "mean_a": float(xa.mean()),
+            "mean_b": float(xb.mean()),
+            "ci_low_a": ci[a][0],
+            "ci_high_a": ci[a][1],
+            "ci_low_b": ci[b][0],
+            "ci_high_b": ci[b][1],
             "diff": float(xa.mean() - xb.mean()),
-            "hedges_g": g, "hedges_g_ci_low": g_lo, "hedges_g_ci_high": g_hi,
+            "hedges_g": g,
+            "hedges_g_ci_low": g_lo,
+            "hedges_g_ci_high": g_hi,
         }
         if tukey is not None:
-            row.update(diff_ci_low=float(tukey_ci.low[i, j]), diff_ci_high=float(tukey_ci.high[i, j]),
-                       tukey_p=float(tukey.pvalue[i, j]))
+            row.update(
+                diff_ci_low=float(tukey_ci.low[i, j]),
+                diff_ci_high=float(tukey_ci.high[i, j]),
+                tukey_p=float(tukey.pvalue[i, j]),
+            )
         if dunn is not None:
             d = dunn.iloc[k]
             row.update(dunn_z=float(d["z"]), dunn_p=float(d["p"]), dunn_p_adj=float(d["p_adj"]))
@@ -679,8 +786,9 @@ def read_results(results_dir: str | Path) -> tuple[pd.DataFrame, dict[str, pd.Da
             f"{res} is not a spinalquant results folder (no summary.csv); "
             "run 'spinalquant run IMAGES --out RESULTS' first"
         )
-    summary = pd.read_csv(f, dtype={"image": str, "status": str, "error": str, "section": str},
-                          keep_default_na=True)
+    summary = pd.read_csv(
+        f, dtype={"image": str, "status": str, "error": str, "section": str}, keep_default_na=True
+    )
     objects: dict[str, pd.DataFrame] = {}
     obj_dir = res / "objects"
     if obj_dir.is_dir():
@@ -750,10 +858,16 @@ def run_stats(
 
     notes: list[str] = []
     mapping = match_images(summary["image"].astype(str).tolist(), sheet["image"].tolist())
-    is_ok = summary["status"].astype(str) == "ok" if "status" in summary else pd.Series(True, summary.index)
+    is_ok = (
+        summary["status"].astype(str) == "ok"
+        if "status" in summary
+        else pd.Series(True, summary.index)
+    )
     unlisted = sorted(set(summary.loc[is_ok, "image"].astype(str)) - set(mapping.values()))
     if unlisted:
-        shown = ", ".join(unlisted[:20]) + (f" ... ({len(unlisted)} in all)" if len(unlisted) > 20 else "")
+        shown = ", ".join(unlisted[:20]) + (
+            f" ... ({len(unlisted)} in all)" if len(unlisted) > 20 else ""
+        )
         raise SampleSheetError(
             f"{len(unlisted)} analysed image(s) are not in the sample sheet {samples_csv}: {shown}. "
             "Add a row (image, animal, group) for each, or remove them from the results."
@@ -763,19 +877,27 @@ def run_stats(
     for s in missing:
         excluded_rows.append({"image": s, "reason": "in the sample sheet but not in the results"})
     if missing:
-        notes.append(f"warning: {len(missing)} sample-sheet image(s) have no results and are "
-                     f"ignored: {', '.join(missing[:20])}")
+        notes.append(
+            f"warning: {len(missing)} sample-sheet image(s) have no results and are "
+            f"ignored: {', '.join(missing[:20])}"
+        )
     sheet = sheet[sheet["image"].isin(set(mapping))].copy()
     sheet["image"] = sheet["image"].map(mapping)
 
     failed = summary[~is_ok]
     for _, r in failed.iterrows():
         err = r.get("error")
-        excluded_rows.append({"image": str(r["image"]),
-                              "reason": f"analysis failed: {err if isinstance(err, str) else 'unknown'}"})
+        excluded_rows.append(
+            {
+                "image": str(r["image"]),
+                "reason": f"analysis failed: {err if isinstance(err, str) else 'unknown'}",
+            }
+        )
     if len(failed):
-        notes.append(f"warning: {len(failed)} failed image(s) excluded: "
-                     + ", ".join(failed["image"].astype(str).tolist()[:20]))
+        notes.append(
+            f"warning: {len(failed)} failed image(s) excluded: "
+            + ", ".join(failed["image"].astype(str).tolist()[:20])
+        )
 
     order = list(group_order) if group_order is not None else list(pd.unique(sheet["group"]))
     per_animal = aggregate_per_animal(summary, objects, sheet, measures=measures)
@@ -789,7 +911,11 @@ def run_stats(
         if unknown:
             raise SampleSheetError(f"group_order lacks group(s) {', '.join(unknown)}")
         key = per_animal["group"].map({g: i for i, g in enumerate(order)})
-        per_animal = per_animal.assign(_k=key).sort_values(["_k", "animal"], kind="stable").drop(columns="_k")
+        per_animal = (
+            per_animal.assign(_k=key)
+            .sort_values(["_k", "animal"], kind="stable")
+            .drop(columns="_k")
+        )
     order = [g for g in order if g in set(per_animal["group"])]
     no_data = sorted(set(sheet["group"]) - set(per_animal["group"]))
     if no_data:
@@ -810,12 +936,17 @@ def run_stats(
             tables.append(pd.DataFrame([row]))
             notes.append(f"error: {exc}")
     frames = [t.dropna(axis=1, how="all") for t in tables]
-    stats_df = (pd.concat(frames, ignore_index=True).reindex(columns=list(STATS_COLUMNS))
-                if frames else pd.DataFrame(columns=list(STATS_COLUMNS)))
+    stats_df = (
+        pd.concat(frames, ignore_index=True).reindex(columns=list(STATS_COLUMNS))
+        if frames
+        else pd.DataFrame(columns=list(STATS_COLUMNS))
+    )
     groups_df = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame()
     excluded = pd.DataFrame(excluded_rows, columns=["image", "reason"])
-    notes.append("tests are per measure; p-values are not adjusted across measures. "
-                 "Unit of replication: the animal (images averaged per animal first).")
+    notes.append(
+        "tests are per measure; p-values are not adjusted across measures. "
+        "Unit of replication: the animal (images averaged per animal first)."
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     files = [
@@ -830,6 +961,15 @@ def run_stats(
     if plots:
         from .plots import plot_study
 
-        files.extend(plot_study(per_animal, out / "plots", stats=stats_df, objects=objects,
-                                samples=sheet, order=order, measures=ms))
+        files.extend(
+            plot_study(
+                per_animal,
+                out / "plots",
+                stats=stats_df,
+                objects=objects,
+                samples=sheet,
+                order=order,
+                measures=ms,
+            )
+        )
     return report

@@ -148,7 +148,9 @@ def make_study(
     if animals_per_group < 1 or sections_per_animal < 0 or muscle_sections_per_animal < 0:
         raise ValueError("animals_per_group must be >= 1 and section counts >= 0")
     if sections_per_animal + muscle_sections_per_animal == 0:
-        raise ValueError("no images requested: sections_per_animal and muscle_sections_per_animal are 0")
+        raise ValueError(
+            "no images requested: sections_per_animal and muscle_sections_per_animal are 0"
+        )
 
     root = Path(folder)
     rng = np.random.default_rng(seed)
@@ -163,39 +165,64 @@ def make_study(
             bio = float(rng.lognormal(0.0, animal_cv))
             mn_animal = n_motor_neurons * scale * bio
             for s in range(1, sections_per_animal + 1):
-                n_mn = max(int(round(mn_animal + rng.integers(-1, 2))), 0)
-                n_pun = max(int(round(puncta_per_neuron * scale * bio)), 0)
+                n_mn = max(round(mn_animal + rng.integers(-1, 2)), 0)
+                n_pun = max(round(puncta_per_neuron * scale * bio), 0)
                 img_seed, ph = _cord_phantom(
-                    rng, shape=shape, pixel_size_um=pixel_size_um, n_z=n_z,
-                    n_motor_neurons=n_mn, puncta_per_neuron=n_pun, n_gfp_cells=n_gfp_cells,
+                    rng,
+                    shape=shape,
+                    pixel_size_um=pixel_size_um,
+                    n_z=n_z,
+                    n_motor_neurons=n_mn,
+                    puncta_per_neuron=n_pun,
+                    n_gfp_cells=n_gfp_cells,
                 )
                 name = f"{animal}_L4_s{s}.ome.tif"
                 root.mkdir(parents=True, exist_ok=True)
                 save_stack(ph.stack, root / name, format="ome")
                 rows.append({"image": name, "animal": animal, "group": group, "tissue": "cord"})
                 gfp = ph.truth["gfp_cells"]
-                truth.append({
-                    "image": name, "animal": animal, "group": group, "tissue": "cord", "seed": img_seed,
-                    "n_motor_neurons": len(ph.truth["motor_neurons"]), "puncta_per_neuron": n_pun,
-                    "n_gfp_cells": len(gfp),
-                    "pct_gfp_gfap": (100.0 * float(gfp["gfap_positive"].mean()) if len(gfp) else np.nan),
-                })
+                truth.append(
+                    {
+                        "image": name,
+                        "animal": animal,
+                        "group": group,
+                        "tissue": "cord",
+                        "seed": img_seed,
+                        "n_motor_neurons": len(ph.truth["motor_neurons"]),
+                        "puncta_per_neuron": n_pun,
+                        "n_gfp_cells": len(gfp),
+                        "pct_gfp_gfap": (
+                            100.0 * float(gfp["gfap_positive"].mean()) if len(gfp) else np.nan
+                        ),
+                    }
+                )
             for s in range(1, muscle_sections_per_animal + 1):
                 img_seed = int(rng.integers(2**31))
-                feret = mean_min_feret_um * fiber_scale * bio ** 0.5
-                ph = make_muscle_section(seed=img_seed, shape=shape, pixel_size_um=muscle_pixel_size_um,
-                                         mean_min_feret_um=feret)
+                feret = mean_min_feret_um * fiber_scale * bio**0.5
+                ph = make_muscle_section(
+                    seed=img_seed,
+                    shape=shape,
+                    pixel_size_um=muscle_pixel_size_um,
+                    mean_min_feret_um=feret,
+                )
                 name = f"{animal}_TA_s{s}.ome.tif"
                 root.mkdir(parents=True, exist_ok=True)
                 save_stack(ph.stack, root / name, format="ome")
                 rows.append({"image": name, "animal": animal, "group": group, "tissue": "muscle"})
                 fib = ph.truth["fibers"]
                 inner = fib[~fib["touches_border"]] if "touches_border" in fib else fib
-                truth.append({
-                    "image": name, "animal": animal, "group": group, "tissue": "muscle", "seed": img_seed,
-                    "n_fibers": len(inner), "mean_min_feret_um": float(inner["min_feret_um"].mean()),
-                    "fiber_csa_mean_um2": float(inner["area_um2"].mean()),
-                })
+                truth.append(
+                    {
+                        "image": name,
+                        "animal": animal,
+                        "group": group,
+                        "tissue": "muscle",
+                        "seed": img_seed,
+                        "n_fibers": len(inner),
+                        "mean_min_feret_um": float(inner["min_feret_um"].mean()),
+                        "fiber_csa_mean_um2": float(inner["area_um2"].mean()),
+                    }
+                )
     samples = pd.DataFrame(rows, columns=["image", "animal", "group", "tissue"])
     root.mkdir(parents=True, exist_ok=True)
     csv = root / "samples.csv"
