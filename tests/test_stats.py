@@ -472,3 +472,67 @@ def test_study_without_effect_finds_nothing(tmp_path):
     st = _run_study(tmp_path, effect=None, seed=2)
     assert st.loc["vehicle vs Muse", "tukey_p"] > 0.05
     assert st.loc["all groups", "kruskal_p"] > 0.05
+
+
+# ------------------------------------------------------------------ make_study
+def test_make_study_writes_images_sheet_and_truth(tmp_path):
+    from spinalquant.io import load
+    from spinalquant.study import make_study
+
+    s = make_study(
+        tmp_path / "st",
+        groups={"vehicle": 0.0, "Muse": 1.0},
+        animals_per_group=1,
+        sections_per_animal=1,
+        muscle_sections_per_animal=1,
+        effect=0.5,
+        seed=3,
+        shape=(192, 192),
+        pixel_size_um=0.8,
+        n_motor_neurons=4,
+        n_gfp_cells=3,
+    )
+    sheet = read_sample_sheet(s.samples_csv)
+    assert sheet["image"].tolist() == [
+        "m01_L4_s1.ome.tif",
+        "m01_TA_s1.ome.tif",
+        "m02_L4_s1.ome.tif",
+        "m02_TA_s1.ome.tif",
+    ]
+    assert sheet["group"].tolist() == ["vehicle", "vehicle", "Muse", "Muse"]
+    st = load(s.folder / "m01_L4_s1.ome.tif")
+    assert st.yx_um == pytest.approx(0.8)
+    assert {"EGFP", "GFAP", "ChAT"} <= set(st.channel_names)
+    assert load(s.folder / "m02_TA_s1.ome.tif").yx_um == pytest.approx(1.0)
+    feret = s.truth.set_index("image")["mean_min_feret_um"]
+    assert feret["m01_TA_s1.ome.tif"] < feret["m02_TA_s1.ome.tif"]  # vehicle fibers atrophic
+    again = make_study(
+        tmp_path / "st2",
+        groups={"vehicle": 0.0, "Muse": 1.0},
+        animals_per_group=1,
+        sections_per_animal=1,
+        muscle_sections_per_animal=0,
+        effect=0.5,
+        seed=3,
+        shape=(192, 192),
+        pixel_size_um=0.8,
+        n_motor_neurons=4,
+        n_gfp_cells=3,
+    )
+    assert again.truth["seed"].iloc[0] == s.truth["seed"].iloc[0]  # same seed, same study
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"effect": 1.5},
+        {"groups": {"a": 2.0}},
+        {"sections_per_animal": 0, "muscle_sections_per_animal": 0},
+        {"animals_per_group": 0},
+    ],
+)
+def test_make_study_rejects_bad_arguments(tmp_path, kwargs):
+    from spinalquant.study import make_study
+
+    with pytest.raises(ValueError):
+        make_study(tmp_path, **kwargs)
