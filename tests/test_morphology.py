@@ -147,7 +147,9 @@ def test_measure_fibers_known_values():
 def test_measure_fibers_empty_has_header():
     df = measure_fibers(np.zeros((10, 10), np.uint16), pixel_size_um=1.0)
     assert df.empty and list(df.columns) == list(FIBER_COLUMNS)
-    df = measure_fibers(np.zeros((10, 10), np.uint16), pixel_size_um=1.0, nuclei=np.zeros((10, 10), bool))
+    df = measure_fibers(
+        np.zeros((10, 10), np.uint16), pixel_size_um=1.0, nuclei=np.zeros((10, 10), bool)
+    )
     assert "central_nuclei" in df.columns and "has_central_nucleus" in df.columns
 
 
@@ -162,9 +164,9 @@ def test_measure_fibers_validation():
 
 def _fiber_with_nuclei(px):
     """One 40 µm square fiber, one central and one peripheral nucleus (labels and image)."""
-    n = int(round(60 / px))
+    n = round(60 / px)
     lab = np.zeros((n, n), np.int32)
-    a, b = int(round(10 / px)), int(round(50 / px))
+    a, b = round(10 / px), round(50 / px)
     lab[a:b, a:b] = 1
     nuc = np.zeros((n, n), np.int32)
     r = 2.0 / px
@@ -253,7 +255,9 @@ def _stream_rows(path: Path, wanted: dict[str, slice] | None = None, block: int 
             or page.predictor != 1
             or page.dtype != np.uint16
         ):
-            pytest.skip(f"{path.name}: not a single deflate strip; streaming reader not applicable")
+            pytest.skip(
+                f"{path.name}: not a single deflate strip; streaming reader not applicable"
+            )
         height, width = page.shape
         dtype = np.dtype(tf.byteorder + "u2")
         fh = tf.filehandle

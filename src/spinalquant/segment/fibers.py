@@ -125,7 +125,9 @@ class FiberParams:
         if self.max_area_um2 <= self.min_area_um2:
             raise ValueError("FiberParams.max_area_um2 must exceed min_area_um2")
         if not 0 <= self.min_solidity <= 1:
-            raise ValueError(f"FiberParams.min_solidity must be in [0, 1], got {self.min_solidity}")
+            raise ValueError(
+                f"FiberParams.min_solidity must be in [0, 1], got {self.min_solidity}"
+            )
         if not 0 < self.max_interior_brightness <= 1:
             raise ValueError(
                 "FiberParams.max_interior_brightness must be in (0, 1], "
@@ -252,7 +254,7 @@ def _border_mask(ridge: np.ndarray, k_mad: float) -> np.ndarray:
 def _seeds(border_mask: np.ndarray, pixel_size_um: float, p: FiberParams) -> np.ndarray:
     dist = ndi.distance_transform_edt(~border_mask, sampling=pixel_size_um).astype(np.float32)
     dist = ndi.gaussian_filter(dist, max(1.0 / pixel_size_um, 0.5))
-    spacing_px = max(int(round(p.seed_spacing_um / pixel_size_um)), 1)
+    spacing_px = max(round(p.seed_spacing_um / pixel_size_um), 1)
     peaks = peak_local_max(
         dist,
         min_distance=spacing_px,
@@ -350,7 +352,7 @@ def _outline(
 def _clean(fibers: np.ndarray, markers_lab: np.ndarray, radius_px: float) -> np.ndarray:
     """Open (smooth), fill holes and keep, per label, the piece that holds the seed."""
     out = np.zeros_like(fibers)
-    footprint = morphology.disk(max(int(round(radius_px)), 1))
+    footprint = morphology.disk(max(round(radius_px), 1))
     for region in measure.regionprops(fibers):
         sl = region.slice
         sub = ndi.binary_opening(np.pad(region.image, 1), structure=footprint)[1:-1, 1:-1]
@@ -374,7 +376,7 @@ def segment_fibers(
     *,
     pixel_size_um: float,
     stain: str = "laminin",
-    params: FiberParams = FiberParams(),  # noqa: B008  (frozen, immutable default)
+    params: FiberParams = FiberParams(),
     exclude_border: bool | None = None,
 ) -> np.ndarray:
     """Label muscle-fiber cross sections.
