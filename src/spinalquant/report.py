@@ -85,7 +85,10 @@ def overlay(res: Results) -> np.ndarray:
     if pts is not None and len(pts):
         yy = np.clip((pts["y_um"].to_numpy() / res.pixel_size_um).astype(int), 0, img.shape[0] - 1)
         xx = np.clip((pts["x_um"].to_numpy() / res.pixel_size_um).astype(int), 0, img.shape[1] - 1)
-        img[yy, xx] = OUTLINE_COLOURS["puncta"]
+        # a small plus per punctum, visible at full resolution
+        for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
+            img[np.clip(yy + dy, 0, img.shape[0] - 1), np.clip(xx + dx, 0, img.shape[1] - 1)] = \
+                OUTLINE_COLOURS["puncta"]
     return (img * 255).astype(np.uint8)
 
 
@@ -144,10 +147,13 @@ def qc_figure(res: Results, *, title: str = "", max_px: int = 1600):
         line = " · ".join(bits)
     else:
         line = f"fibers {s.get('n_fibers')} · median CSA {s.get('fiber_csa_median_um2') or 0:.0f} µm²"
-    fig.text(0.01, 1 - 0.35 * 90 / (h + 90), f"{title}   {line}", fontsize=11, va="center")
+    fig.text(0.01, 1 - 0.28 * 90 / (h + 90), f"{title}", fontsize=11, va="center",
+             color="white", weight="bold")
+    fig.text(0.01, 1 - 0.72 * 90 / (h + 90), line, fontsize=10, va="center", color="white")
     if handles:
-        fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=9,
-                   frameon=False, bbox_to_anchor=(1.0, 1.0))
+        fig.legend(handles=handles, loc="upper right", ncol=min(3, len(handles)), fontsize=9,
+                   frameon=False, bbox_to_anchor=(1.0, 1.0), labelcolor="white",
+                   handlelength=1.2, columnspacing=1.0)
     return fig
 
 
