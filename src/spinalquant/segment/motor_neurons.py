@@ -102,7 +102,7 @@ class MotorNeuronParams:
     smooth_um: float = 1.0
     threshold_snr: float = 3.0
     max_hole_area_um2: float = 400.0
-    dendrite_width_um: float = 3.0
+    dendrite_width_um: float = 1.5
     min_separation_um: float | None = None
     split_prominence_um: float = 1.5
     exclude_border: bool = False
