@@ -132,10 +132,11 @@ def test_bad_files_fail_alone(study, tmp_path):
     good = work / "ta.ome.tif"
     (work / "truncated.ome.tif").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     # a cord image without any calibration
-    arr = np.random.default_rng(0).integers(0, 200, (2, 64, 64), dtype=np.uint16)
+    arr = np.random.default_rng(0).integers(1, 200, (64, 64), dtype=np.uint16)
     tifffile.imwrite(work / "nocal.tif", arr)
     # channels named nothing spinalquant knows
-    st = Stack(np.ones((1, 1, 64, 64), np.uint16) * 5, ("Cy5",), (None, 0.5, 0.5))
+    noise = np.random.default_rng(1).integers(1, 200, (1, 1, 64, 64), dtype=np.uint16)
+    st = Stack(noise, ("Cy5",), (None, 0.5, 0.5))
     save_stack(st, work / "unknown_marker.ome.tif", format="ome")
     # all zeros
     z = Stack(np.zeros((1, 1, 64, 64), np.uint16), ("EGFP",), (None, 0.5, 0.5))
@@ -230,6 +231,10 @@ def test_sigkill_halfway_then_resume_equals_uninterrupted(tmp_path, serial_run):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    finished = [json.loads((p / "done.json").read_text()) for p in parts.glob("*")
+                if (p / "done.json").is_file()]
+    assert len(finished) >= 2, "the run was killed before two images were complete"
+    assert {d["status"] for d in finished} == {"ok"}, finished
     assert main(["run", str(imgs), "--out", str(out), "--workers", "1", "--quiet"]) == 0
     a, b = _read(ref), _read(out)
     for k in a:
