@@ -183,8 +183,8 @@ def analyze(
 def _inside(df: pd.DataFrame, mask: np.ndarray | None, px: float) -> pd.DataFrame:
     if mask is None or df.empty:
         return df
-    iy = np.clip(np.floor(df["y_um"].to_numpy() / px).astype(int), 0, mask.shape[0] - 1)
-    ix = np.clip(np.floor(df["x_um"].to_numpy() / px).astype(int), 0, mask.shape[1] - 1)
+    iy = np.clip(np.rint(df["y_um"].to_numpy() / px).astype(int), 0, mask.shape[0] - 1)
+    ix = np.clip(np.rint(df["x_um"].to_numpy() / px).astype(int), 0, mask.shape[1] - 1)
     return df[mask[iy, ix]].reset_index(drop=True)
 
 

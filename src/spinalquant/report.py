@@ -83,8 +83,8 @@ def overlay(res: Results) -> np.ndarray:
         draw(bounds & ~is_pos, OUTLINE_COLOURS["gfp_gfap_neg"])
     pts = res.tables.get("puncta")
     if pts is not None and len(pts):
-        yy = np.clip((pts["y_um"].to_numpy() / res.pixel_size_um).astype(int), 0, img.shape[0] - 1)
-        xx = np.clip((pts["x_um"].to_numpy() / res.pixel_size_um).astype(int), 0, img.shape[1] - 1)
+        yy = np.clip(np.rint(pts["y_um"].to_numpy() / res.pixel_size_um).astype(int), 0, img.shape[0] - 1)
+        xx = np.clip(np.rint(pts["x_um"].to_numpy() / res.pixel_size_um).astype(int), 0, img.shape[1] - 1)
         # a small plus per punctum, visible at full resolution
         for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
             img[np.clip(yy + dy, 0, img.shape[0] - 1), np.clip(xx + dx, 0, img.shape[1] - 1)] = \

@@ -427,14 +427,14 @@ def measure_gfp_cells(labels, *, pixel_size_um: float) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        ``label``, ``y_um``, ``x_um`` (centroid from the image's top-left
-        corner), ``area_um2``, ``equivalent_diameter_um``.
+        ``label``, ``y_um``, ``x_um`` (centroid, centre of the top-left
+        pixel at 0), ``area_um2``, ``equivalent_diameter_um``.
 
     Examples
     --------
     >>> lab = np.zeros((6, 6), int); lab[0:2, 0:2] = 3
     >>> measure_gfp_cells(lab, pixel_size_um=0.5).iloc[0].tolist()
-    [3.0, 0.5, 0.5, 1.0, 1.1283791670955126]
+    [3.0, 0.25, 0.25, 1.0, 1.1283791670955126]
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -452,8 +452,8 @@ def measure_gfp_cells(labels, *, pixel_size_um: float) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "label": t["label"].astype("int64"),
-            "y_um": t["centroid-0"] + 0.5 * pixel_size_um,
-            "x_um": t["centroid-1"] + 0.5 * pixel_size_um,
+            "y_um": t["centroid-0"],
+            "x_um": t["centroid-1"],
             "area_um2": t["area"].astype(float),
             "equivalent_diameter_um": t["equivalent_diameter_area"].astype(float),
         },

@@ -25,7 +25,7 @@ def object_table(labels: np.ndarray, *, pixel_size_um: float, perimeter: bool = 
     --------
     >>> lab = np.zeros((10, 10), int); lab[2:4, 2:6] = 1
     >>> object_table(lab, pixel_size_um=0.5).to_dict("records")
-    [{'label': 1, 'y_um': 1.5, 'x_um': 2.0, 'area_um2': 2.0}]
+    [{'label': 1, 'y_um': 1.25, 'x_um': 1.75, 'area_um2': 2.0}]
     """
     cols = list(BASIC_COLUMNS) + (["perimeter_um", "equivalent_diameter_um"] if perimeter else [])
     if labels.max(initial=0) == 0:
@@ -35,10 +35,10 @@ def object_table(labels: np.ndarray, *, pixel_size_um: float, perimeter: bool = 
     out = pd.DataFrame(
         {
             "label": t["label"].astype("int64"),
-            # centroids are pixel-centre coordinates; + 0.5 px puts them in
-            # µm from the image's top-left corner
-            "y_um": t["centroid-0"] + 0.5 * pixel_size_um,
-            "x_um": t["centroid-1"] + 0.5 * pixel_size_um,
+            # µm with the centre of the top-left pixel at (0, 0), the
+            # scikit-image / napari convention used by every spinalquant table
+            "y_um": t["centroid-0"],
+            "x_um": t["centroid-1"],
             "area_um2": t["area"].astype(float),
         }
     )
