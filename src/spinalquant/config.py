@@ -82,9 +82,14 @@ class SynapseParams:
     distance_um : float
         A punctum is perisomatic to a motor neuron when its centre lies within
         this distance of the soma outline (on or outside it).
+    inside_um : float
+        Puncta whose centre lies up to this far inside the segmented soma
+        outline also count (boutons sit on the membrane; a segmented outline
+        is ±1 px). 0 applies the strict "on or outside" reading.
     """
 
     distance_um: float = 2.0
+    inside_um: float = 1.0
 
 
 @dataclass(frozen=True)

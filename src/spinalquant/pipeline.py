@@ -328,7 +328,8 @@ def _analyze_cord(
         summary["n_puncta"] = len(pts)
         if neurons is not None:
             peri = perisomatic_puncta(
-                labels["motor_neurons"], pts, pixel_size_um=px, distance_um=cfg.synapses.distance_um
+                labels["motor_neurons"], pts, pixel_size_um=px, distance_um=cfg.synapses.distance_um,
+                inside_um=cfg.synapses.inside_um,
             )
             neurons = neurons.merge(
                 peri[["label", "n_puncta", "puncta_per_100um"]], on="label", how="left"

@@ -489,7 +489,8 @@ def _recompute_cord(res: Results, labels: dict[str, np.ndarray], tables: dict[st
             from .measure.synapses import perisomatic_puncta
 
             peri = perisomatic_puncta(lab, tables["puncta"], pixel_size_um=px,
-                                      distance_um=cfg.synapses.distance_um)
+                                      distance_um=cfg.synapses.distance_um,
+                                      inside_um=cfg.synapses.inside_um)
             neurons = neurons.merge(peri[["label", "n_puncta", "puncta_per_100um"]], on="label",
                                     how="left")
             neurons["n_puncta"] = neurons["n_puncta"].fillna(0).astype("int64")
