@@ -352,6 +352,9 @@ def merge_results(out_dir: str | Path, images: Sequence[str]) -> pd.DataFrame:
         if c not in summary.columns:
             summary[c] = pd.Series(dtype="object")
     summary = summary[list(SUMMARY_COLUMNS) + [c for c in summary.columns if c not in SUMMARY_COLUMNS]]
+    for c in summary.columns:
+        if c.startswith("n_"):  # counts stay integers (empty where they do not apply)
+            summary[c] = pd.to_numeric(summary[c], errors="coerce").round().astype("Int64")
     atomic_write_text(out / "summary.csv", _csv_text(summary))
     for name, frames in tables.items():
         frames = [f for f in frames if len(f)]
