@@ -249,3 +249,59 @@ def test_hash_is_content_based(tmp_path):
     b = tmp_path / "b.bin"
     b.write_bytes(b"1234")
     assert file_hash(a) == file_hash(b)
+
+
+def test_existing_scheduler_gets_the_same_tasks(study, serial_run, tmp_path):
+    from dask.distributed import LocalCluster
+
+    imgs, _ = study
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out = tmp_path / "sched"
+        code = main(["run", str(imgs), "--out", str(out), "--scheduler", cluster.scheduler_address, "--quiet"])
+    assert code == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["scheduler"].startswith("tcp://")
+    a, b = _read(serial_run[0]), _read(out)
+    for k in a:
+        pd.testing.assert_frame_equal(a[k], b[k])
+
+
+def test_dry_run_lists_without_writing(study, tmp_path, capsys):
+    imgs, names = study
+    out = tmp_path / "dry"
+    assert main(["run", str(imgs), "--out", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert all(n in printed for n in names)
+    assert not out.exists()
+
+
+def test_parquet_tables_match_csv(serial_run):
+    pytest.importorskip("pyarrow")
+    out = serial_run[0]
+    for k in ("gfp_cells", "fibers"):
+        a = pd.read_csv(out / "objects" / f"{k}.csv")
+        b = pd.read_parquet(out / "objects" / f"{k}.parquet")
+        assert len(a) == len(b) and list(a.columns) == list(b.columns)
+
+
+def test_full_disk_leaves_no_half_written_files(study, tmp_path):
+    """A file-size limit makes every large write fail (like a full disk)."""
+    imgs, _ = study
+    out = tmp_path / "full"
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
+        "from spinalquant.cli import main\n"
+        f"sys.exit(main(['run', {str(imgs)!r}, '--out', {str(out)!r}, '--workers', '1', '--quiet']))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode in (1, 2), r.stderr
+    assert "Traceback" not in r.stderr
+    # nothing that looks complete is half-written: every table present parses
+    for f in [out / "summary.csv", *(out / "objects").glob("*.csv")] if out.exists() else []:
+        if f.exists():
+            pd.read_csv(f)
+    leftovers = list(out.rglob("*.tmp")) if out.exists() else []
+    assert not leftovers, leftovers
+    assert "disk is full" in r.stderr

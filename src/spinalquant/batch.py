@@ -45,6 +45,8 @@ SUMMARY_COLUMNS = (
     "image", "status", "error", "section", "pixel_size_um", *CORD_FIGURES, *MUSCLE_FIGURES,
 )
 _PART_FORMAT = 1
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for sharing
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -199,8 +202,10 @@ def process_image(
         return _fail(item, out, config, digest,
                      "ran out of memory; analyse it with fewer --workers or as tiles", timings)
     except OSError as exc:
-        if getattr(exc, "errno", None) == 28:
-            msg = "the disk is full: free space in the output folder and re-run"
+        if getattr(exc, "errno", None) in (27, 28):  # EFBIG, ENOSPC
+            msg = ("could not write this image's results: the disk is full (or a file-size "
+                   "limit was reached); free space in the output folder and re-run — "
+                   "results already written are intact")
         else:
             msg = f"{type(exc).__name__}: {exc}"
         return _fail(item, out, config, digest, msg, timings)
