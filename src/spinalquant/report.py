@@ -225,7 +225,12 @@ def write_report(out_dir: str | Path) -> Path:
             plots.append(("Per-image counts", _plot_png(counts)))
         if cord["pct_gfp_gfap"].notna().any():
             def pct(ax):
-                ax.bar(np.arange(len(cord)), cord["pct_gfp_gfap"].fillna(0), color="#6a6")
+                bars = ax.bar(np.arange(len(cord)), cord["pct_gfp_gfap"].fillna(0), color="#6a6")
+                labels = [
+                    "" if pd.isna(n) else f"{int(k)}/{int(n)}"
+                    for k, n in zip(cord["n_gfp_gfap_cells"], cord["n_gfp_cells"], strict=True)
+                ]
+                ax.bar_label(bars, labels=labels, fontsize=8)
                 ax.set_xticks(np.arange(len(cord)), cord["image"], rotation=30, ha="right", fontsize=7)
                 ax.set_ylabel("% of GFP+ cells GFAP+")
                 ax.set_ylim(0, 100)
@@ -255,7 +260,7 @@ def write_report(out_dir: str | Path) -> Path:
     for title, b64 in plots:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
                      f"src='data:image/png;base64,{b64}'>")
-    parts.append("<h2>Summary</h2><table><tr>")
+    parts.append("<h2>Summary</h2><div style='overflow-x:auto'><table><tr>")
     show = [c for c in summary.columns if summary[c].notna().any() or c in ("image", "status")]
     parts += [f"<th>{html.escape(c)}</th>" for c in show]
     parts.append("</tr>")
@@ -271,7 +276,7 @@ def write_report(out_dir: str | Path) -> Path:
             left = " class='l'" if c in ("image", "status", "error", "section") else ""
             parts.append(f"<td{left}>{html.escape(txt)}</td>")
         parts.append("</tr>")
-    parts.append("</table><h2>QC overlays</h2><div class='thumbs'>")
+    parts.append("</table></div><h2>QC overlays</h2><div class='thumbs'>")
     for _, r in ok.iterrows():
         rel = f"qc/{output_stem(str(r['image']))}.png"
         b64 = _thumb(out / rel)
