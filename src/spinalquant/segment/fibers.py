@@ -40,10 +40,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import color, filters, graph, measure, morphology, segmentation
+from scipy import sparse
+from scipy.sparse import csgraph
+from skimage import color, draw, filters, graph, measure, morphology, segmentation
 from skimage.feature import peak_local_max
 
 from ..errors import ImageContentError
+from ..measure.morphology import _label_geometry
 
 __all__ = ["FiberParams", "border_image", "segment_fibers"]
 
@@ -86,10 +89,11 @@ class FiberParams:
         distance from the crest, so it is free of noise. Thin borders blurred by the
         optics have the true fiber edge close to the crest, hence 0.7 rather than the
         half maximum (which shrinks fibers by ~1 µm per side).
-    merge_below : float
-        If > 0, merge neighbouring basins whose common boundary has a mean scaled border
-        level (core 0, crest 1) below this (over-segmented fibers). Off by default:
-        borders with long gaps then merge real fibers.
+    min_border_fraction : float
+        Two neighbouring basins merge unless at least this fraction of their common
+        watershed line lies on detected border (0–1; 0 never merges). A line through
+        cytoplasm (two seeds in one fiber) is off the border almost everywhere; a line
+        between two fibers follows the border except at its gaps.
     exclude_border : bool
         Remove fibers that touch the image edge (their CSA is truncated).
     """
@@ -105,7 +109,7 @@ class FiberParams:
     min_solidity: float = 0.8
     max_interior_brightness: float = 0.5
     outline_fraction: float = 0.7
-    merge_below: float = 0.0
+    min_border_fraction: float = 0.5
     exclude_border: bool = True
 
     def __post_init__(self) -> None:
@@ -124,6 +128,11 @@ class FiberParams:
                 raise ValueError(f"FiberParams.{name} must be ≥ 0, got {getattr(self, name)!r}")
         if self.max_area_um2 <= self.min_area_um2:
             raise ValueError("FiberParams.max_area_um2 must exceed min_area_um2")
+        if not 0 <= self.min_border_fraction <= 1:
+            raise ValueError(
+                "FiberParams.min_border_fraction must be in [0, 1], "
+                f"got {self.min_border_fraction}"
+            )
         if not 0 <= self.min_solidity <= 1:
             raise ValueError(
                 f"FiberParams.min_solidity must be in [0, 1], got {self.min_solidity}"
@@ -149,14 +158,27 @@ def _subsample(a: np.ndarray, n: int = 1_000_000) -> np.ndarray:
     return flat[::step]
 
 
-def _he_border(rgb: np.ndarray, pixel_size_um: float, smooth_um: float) -> np.ndarray:
-    """Border image (high between fibers) of an RGB H&E section."""
+def _he_stains(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hematoxylin and eosin optical densities (float32), as :func:`skimage.color.rgb2hed`.
+
+    uint8 images go through a 256-entry optical-density table (no float64 copy of
+    the RGB image); other dtypes through :func:`skimage.color.rgb2hed`.
+    """
+    m = color.hed_from_rgb.astype(np.float32)
+    if rgb.dtype == np.uint8:
+        lut = (np.log(np.maximum(np.arange(256) / 255.0, 1e-6)) / np.log(1e-6)).astype(np.float32)
+        od = [lut[rgb[..., i]] for i in range(3)]
+        hema = od[0] * m[0, 0] + od[1] * m[1, 0] + od[2] * m[2, 0]
+        eosin = od[0] * m[0, 1] + od[1] * m[1, 1] + od[2] * m[2, 1]
+        return np.maximum(hema, 0, out=hema), np.maximum(eosin, 0, out=eosin)
     hed = color.rgb2hed(rgb)
-    hema = hed[..., 0].astype(np.float32)
-    eosin = hed[..., 1].astype(np.float32)
-    sigma = max(smooth_um / pixel_size_um, 0.5)
-    hema = ndi.gaussian_filter(hema, sigma)
-    eosin = ndi.gaussian_filter(eosin, sigma)
+    return hed[..., 0].astype(np.float32), hed[..., 1].astype(np.float32)
+
+
+def _he_border(hema: np.ndarray, eosin: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Border image (high between fibers) from H and E optical densities."""
+    hema = ndi.gaussian_filter(hema, sigma_px)
+    eosin = ndi.gaussian_filter(eosin, sigma_px)
     # robust levels: fiber cytoplasm dominates the section, so the upper-middle
     # eosin quantile is the fiber level and the lower tail the white gaps.
     e_sub = _subsample(eosin)
@@ -164,12 +186,30 @@ def _he_border(rgb: np.ndarray, pixel_size_um: float, smooth_um: float) -> np.nd
     e_low = float(np.percentile(e_sub, 1))
     if not e_fiber > e_low:
         raise ImageContentError("H&E image has no eosin contrast: cannot find muscle fibers")
-    lack_eosin = (e_fiber - eosin) / (e_fiber - e_low)
     h_sub = _subsample(hema)
     h_fiber = float(np.median(h_sub))
     h_high = float(np.percentile(h_sub, 99.5))
-    nuclei = (hema - h_fiber) / max(h_high - h_fiber, 1e-6)
-    return np.clip(lack_eosin, 0, None) + np.clip(nuclei, 0, None)
+    # lack of eosin + excess hematoxylin, each clipped at 0, in place
+    eosin -= np.float32(e_fiber)
+    eosin *= np.float32(-1.0 / (e_fiber - e_low))
+    np.maximum(eosin, 0, out=eosin)
+    hema -= np.float32(h_fiber)
+    hema *= np.float32(1.0 / max(h_high - h_fiber, 1e-6))
+    np.maximum(hema, 0, out=hema)
+    eosin += hema
+    return eosin
+
+
+def _border_pair(image, pixel_size_um: float, stain: str, smooth_um: float):
+    """(raw, smoothed) float32 border images: raw barely smoothed, smoothed by smooth_um."""
+    stain = _check_stain(stain)
+    if stain == "he":
+        hema, eosin = _he_stains(_check_rgb(image))
+        raw = _he_border(hema, eosin, 0.5)
+        return raw, _he_border(hema, eosin, max(smooth_um / pixel_size_um, 0.5))
+    img = _check_gray(image).astype(np.float32)
+    sigma = smooth_um / pixel_size_um
+    return img, (ndi.gaussian_filter(img, sigma) if sigma > 0.3 else img)
 
 
 def border_image(image, *, pixel_size_um: float, stain: str = "laminin", smooth_um: float = 0.5):
@@ -200,10 +240,9 @@ def border_image(image, *, pixel_size_um: float, stain: str = "laminin", smooth_
     """
     stain = _check_stain(stain)
     if stain == "he":
-        return _he_border(_check_rgb(image), pixel_size_um, smooth_um).astype(np.float32)
-    img = _check_gray(image).astype(np.float32)
-    sigma = smooth_um / pixel_size_um
-    return ndi.gaussian_filter(img, sigma) if sigma > 0.3 else img
+        hema, eosin = _he_stains(_check_rgb(image))
+        return _he_border(hema, eosin, max(smooth_um / pixel_size_um, 0.5))
+    return _border_pair(image, pixel_size_um, stain, smooth_um)[1]
 
 
 def _check_stain(stain: str) -> str:
@@ -235,10 +274,40 @@ def _check_rgb(image) -> np.ndarray:
 
 
 def _ridges(border: np.ndarray, sigma_px: float) -> np.ndarray:
-    sigmas = (sigma_px, 2.0 * sigma_px)
-    return filters.sato(border, sigmas=sigmas, black_ridges=False, mode="reflect").astype(
-        np.float32
-    )
+    """Bright-ridge strength: sigma² x max(0, -smallest Hessian eigenvalue), float32.
+
+    The Sato tubeness of a 2-D image at one scale (one Gaussian pass, the Hessian by
+    finite differences of the smoothed image).
+    """
+    g = ndi.gaussian_filter(border, sigma_px, mode="reflect")
+    hrr = np.empty_like(g)
+    hrr[1:-1] = g[2:] + g[:-2]
+    hrr[1:-1] -= 2 * g[1:-1]
+    hrr[0] = g[1] - g[0]
+    hrr[-1] = g[-2] - g[-1]
+    hcc = np.empty_like(g)
+    hcc[:, 1:-1] = g[:, 2:] + g[:, :-2]
+    hcc[:, 1:-1] -= 2 * g[:, 1:-1]
+    hcc[:, 0] = g[:, 1] - g[:, 0]
+    hcc[:, -1] = g[:, -2] - g[:, -1]
+    gr = np.gradient(g, axis=0)
+    del g
+    hrc = np.gradient(gr, axis=1)
+    del gr
+    # smallest eigenvalue of [[hrr, hrc], [hrc, hcc]]
+    mean = hrr + hcc
+    mean *= 0.5
+    hrr -= hcc
+    hrr *= 0.5
+    np.square(hrr, out=hrr)
+    np.square(hrc, out=hrc)
+    hrr += hrc
+    np.sqrt(hrr, out=hrr)
+    mean -= hrr  # smallest eigenvalue
+    np.negative(mean, out=mean)
+    np.maximum(mean, 0, out=mean)
+    mean *= np.float32(sigma_px**2)
+    return mean
 
 
 def _border_mask(ridge: np.ndarray, k_mad: float) -> np.ndarray:
@@ -251,38 +320,177 @@ def _border_mask(ridge: np.ndarray, k_mad: float) -> np.ndarray:
     return ridge > thr
 
 
-def _seeds(border_mask: np.ndarray, pixel_size_um: float, p: FiberParams) -> np.ndarray:
-    dist = ndi.distance_transform_edt(~border_mask, sampling=pixel_size_um).astype(np.float32)
-    dist = ndi.gaussian_filter(dist, max(1.0 / pixel_size_um, 0.5))
+def _depth(clearance: np.ndarray, pixel_size_um: float) -> np.ndarray:
+    """Clearance (distance to the nearest border pixel, µm) smoothed by 1 µm, float32."""
+    return ndi.gaussian_filter(clearance, max(1.0 / pixel_size_um, 0.5))
+
+
+def _seeds(depth: np.ndarray, pixel_size_um: float, p: FiberParams) -> np.ndarray:
+    """(K, 2) seed pixels: depth maxima ≥ ``min_seed_depth_um`` and ≥ the spacing apart."""
     spacing_px = max(round(p.seed_spacing_um / pixel_size_um), 1)
-    peaks = peak_local_max(
-        dist,
+    return peak_local_max(
+        depth,
         min_distance=spacing_px,
         threshold_abs=p.min_seed_depth_um,
         exclude_border=False,
     )
-    markers = np.zeros(dist.shape, dtype=np.int32)
-    if len(peaks) == 0:
-        return markers
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
-    if p.seed_h_um > 0:
-        # seeds on one h-dome (no dip deeper than seed_h_um between them) merge
-        domes = measure.label(morphology.h_maxima(dist, p.seed_h_um) > 0)
-        grown = segmentation.watershed(-dist, domes, mask=dist > p.min_seed_depth_um / 2)
-        owner = grown[tuple(peaks.T)]
-        # keep one seed per dome (the deepest); seeds outside any dome stay
-        order = np.argsort(-dist[tuple(peaks.T)])
-        seen: set[int] = set()
-        keep = np.ones(len(peaks), dtype=bool)
-        for i in order:
-            o = int(owner[i])
-            if o == 0:
-                continue
-            if o in seen:
-                keep[i] = False
-            seen.add(o)
-        markers[tuple(peaks[~keep].T)] = 0
-    return markers
+
+
+def _flood(ridge: np.ndarray, seeds: np.ndarray, clearance: np.ndarray, pixel_size_um: float):
+    """Watershed of the ridge image from the seeds, labels 1..K in seed order.
+
+    Each seed is first grown to the disc free of border pixels around it (radius: its
+    clearance less 1 µm), which the flood would fill from that seed anyway; only the
+    pixels outside the discs, plus the discs' rims, go through the priority queue,
+    which roughly halves the cost of the watershed.
+    """
+    shape = ridge.shape
+    markers = np.zeros(shape, dtype=np.int32)
+    radius = clearance[tuple(seeds.T)] / pixel_size_um - max(1.0 / pixel_size_um, 1.0)
+    for i in np.argsort(radius):
+        r0, c0 = seeds[i]
+        rad = radius[i]
+        if rad >= 2:
+            rr, cc = draw.disk((r0, c0), rad, shape=shape)
+            markers[rr, cc] = i + 1
+        markers[r0, c0] = i + 1
+    # interior disc pixels (all 4-neighbours in the same disc) skip the queue
+    inner = markers > 0
+    inner[1:] &= markers[1:] == markers[:-1]
+    inner[:-1] &= markers[:-1] == markers[1:]
+    inner[:, 1:] &= markers[:, 1:] == markers[:, :-1]
+    inner[:, :-1] &= markers[:, :-1] == markers[:, 1:]
+    inner[0] = inner[-1] = False
+    inner[:, 0] = inner[:, -1] = False
+    basins = segmentation.watershed(ridge, markers, mask=~inner)
+    basins[inner] = markers[inner]
+    return basins
+
+
+def _pairs(labels: np.ndarray, values: np.ndarray, flags: np.ndarray | None = None):
+    """Adjacent label pairs (a < b) and statistics of their contacts.
+
+    A contact is two 4-neighbouring pixels of the two labels; its value is the lower
+    of the two pixels' ``values``, and it is flagged when either pixel is in ``flags``.
+    Returns ``a, b``, the highest contact value per pair and, with ``flags``, the
+    fraction of the pair's contacts that are flagged.
+    """
+    keys, vals, hits = [], [], []
+    n1 = np.int64(labels.max()) + 1
+    for sl_a, sl_b in (
+        ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+        ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+    ):
+        la, lb = labels[sl_a], labels[sl_b]
+        hit = (la != lb) & (la > 0) & (lb > 0)
+        la, lb = la[hit].astype(np.int64), lb[hit].astype(np.int64)
+        keys.append(np.minimum(la, lb) * n1 + np.maximum(la, lb))
+        vals.append(np.minimum(values[sl_a][hit], values[sl_b][hit]))
+        if flags is not None:
+            hits.append(flags[sl_a][hit] | flags[sl_b][hit])
+    key = np.concatenate(keys)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else np.empty(0, int)
+    top = np.maximum.reduceat(np.concatenate(vals)[order], first) if key.size else key * 0.0
+    out = [key[first] // n1, key[first] % n1, top]
+    if flags is not None:
+        on = np.concatenate(hits)[order].astype(np.int64)
+        count = np.diff(np.r_[first, key.size])
+        out.append(np.add.reduceat(on, first) / count if key.size else top)
+    return tuple(out)
+
+
+def _merge_unbordered(basins: np.ndarray, border_mask: np.ndarray, min_fraction: float):
+    """Merge neighbouring basins whose common boundary mostly misses the border.
+
+    Two seeds in one fiber give two basins split by a watershed line through the
+    cytoplasm; between two real fibers the line follows the border stain, apart
+    from gaps. Basins merge when less than ``min_fraction`` of their contacts lie on
+    the border mask.
+    """
+    if min_fraction <= 0 or basins.max() < 2:
+        return basins
+    zeros = np.zeros(basins.shape, dtype=np.float32)
+    a, b, _, frac = _pairs(basins, zeros, border_mask)
+    join = frac < min_fraction
+    if not join.any():
+        return basins
+    n = int(basins.max())
+    graph_ = sparse.coo_matrix(
+        (np.ones(int(join.sum()), bool), (a[join] - 1, b[join] - 1)), shape=(n, n)
+    )
+    _, comp = csgraph.connected_components(graph_, directed=False)
+    lut = np.concatenate([[0], comp + 1]).astype(np.int32)
+    return lut[basins]
+
+
+def _drop_shallow(
+    basins: np.ndarray, ridge: np.ndarray, depth: np.ndarray, seeds: np.ndarray, h_um: float
+) -> np.ndarray:
+    """Remove the basins of seeds that are no h-dome, and re-flood their area.
+
+    Basin ``i`` holds seed ``i - 1``, a maximum of the depth map. A seed whose depth
+    exceeds the pass to a deeper neighbouring seed by less than ``h_um`` (its
+    *dynamic* is below h, the h-maxima criterion) is dropped: two seeds in one
+    fiber, or a shallow seed in an interstitial patch. The pass is estimated as the
+    deepest point of the two basins' common boundary (exact where the boundary
+    crosses a gap in the border). The dropped basins are flooded again, locally,
+    from their neighbours over the ridge image, as if the seed had never been there.
+    """
+    n = len(seeds)
+    if h_um <= 0 or n < 2:
+        return basins
+    peak = depth[tuple(seeds.T)]
+    a, b, saddle = _pairs(basins, depth)
+    a_low = (peak[a - 1] < peak[b - 1]) | ((peak[a - 1] == peak[b - 1]) & (a > b))
+    low = np.where(a_low, a, b)
+    gone = np.zeros(n + 1, dtype=bool)
+    gone[low[saddle > peak[low - 1] - h_um]] = True
+    if not gone.any():
+        return basins
+    region = gone[basins]
+    markers = np.where(region, 0, basins)
+    near = ndi.binary_dilation(region)
+    return segmentation.watershed(ridge, markers, mask=near) + np.where(near, 0, markers)
+
+
+def _inner_edges(labels: np.ndarray) -> np.ndarray:
+    """Labelled pixels with a 4-neighbour of another label (find_boundaries "inner")."""
+    edge = np.zeros(labels.shape, dtype=bool)
+    d = labels[1:] != labels[:-1]
+    edge[1:] |= d
+    edge[:-1] |= d
+    d = labels[:, 1:] != labels[:, :-1]
+    edge[:, 1:] |= d
+    edge[:, :-1] |= d
+    edge &= labels > 0
+    return edge
+
+
+def _group_medians(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Median of ``values`` per group 0..n_groups-1 (NaN when empty); one float64 sort.
+
+    Each value is packed with its group id into one sortable float64 key
+    (``group + value scaled to [0, 0.5]``); sorting the keys sorts by group, then by
+    value, and the middle elements of each group are read back.
+    """
+    values = values.astype(np.float64)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    scale = 0.5 / (hi - lo) if hi > lo else 0.0
+    key = groups.astype(np.float64)
+    key += (values - lo) * scale
+    key.sort()
+    counts = np.bincount(groups, minlength=n_groups)[:n_groups]
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    out = np.full(n_groups, np.nan)
+    ok = counts > 0
+    g = np.flatnonzero(ok)
+    i_lo = start[ok] + (counts[ok] - 1) // 2
+    i_hi = start[ok] + counts[ok] // 2
+    frac = (key[i_lo] - g + key[i_hi] - g) / 2
+    out[ok] = lo + frac / scale if scale > 0 else lo
+    return out
 
 
 def _outline(
@@ -303,32 +511,43 @@ def _outline(
     capillaries inside a basin) are removed too. Returns fibers, core and rim levels.
     """
     n = int(labels.max())
-    index = np.arange(1, n + 1)
-    edge = segmentation.find_boundaries(labels, mode="inner")
+    edge = _inner_edges(labels)
     # distance (µm) to the crest, which lies half a pixel beyond the edge pixels
     dist = ndi.distance_transform_edt(~edge & (labels > 0), sampling=pixel_size_um)
-    dist = (dist + 0.5 * pixel_size_um).astype(np.float32)
-    max_depth = np.asarray(ndi.maximum(dist, labels, index=index))
-    lab_safe = np.maximum(labels - 1, 0)
-    core = np.where(dist >= 0.5 * max_depth[lab_safe], labels, 0)
-    core_level = np.nan_to_num(np.asarray(ndi.median(raw, core, index=index)), nan=0.0)
-    rim_level = np.asarray(ndi.median(raw, np.where(edge, labels, 0), index=index))
-    rim_level = np.nan_to_num(rim_level, nan=np.inf)
-    span = np.maximum(rim_level - core_level, 1e-12)
+    dist = dist.astype(np.float32)
+    dist += np.float32(0.5 * pixel_size_um)
+    max_depth = np.zeros(n + 1, np.float32)
+    np.maximum.at(max_depth, labels.ravel(), dist.ravel())
 
     step = pixel_size_um
     n_rings = max(int(np.ceil(max_halfwidth_um / step)), 2)
-    ring = np.floor((dist - 0.5 * pixel_size_um) / step).astype(np.int64)
-    in_band = (labels > 0) & (ring < n_rings)
-    ring_lab = np.where(in_band, lab_safe * n_rings + ring + 1, 0)
-    ring_index = np.arange(1, n * n_rings + 1)
-    norm = (raw - core_level[lab_safe]) / span[lab_safe]
-    prof = np.asarray(ndi.median(norm, ring_lab, index=ring_index), dtype=float)
-    n_px = np.bincount(ring_lab.ravel(), minlength=n * n_rings + 1)[1:]
-    d_sum = np.bincount(ring_lab.ravel(), weights=dist.ravel(), minlength=n * n_rings + 1)[1:]
+    flat_lab = labels.ravel()
+    flat_dist = dist.ravel()
+    # groups: cores 0..n-1, rims n..2n-1, rings 2n + (label-1) * n_rings + ring
+    core_px = np.flatnonzero((flat_lab > 0) & (flat_dist >= 0.5 * max_depth[flat_lab]))
+    rim_px = np.flatnonzero(edge.ravel())
+    ring = ((flat_dist - np.float32(0.5 * pixel_size_um)) / np.float32(step)).astype(np.int32)
+    band_px = np.flatnonzero((flat_lab > 0) & (ring < n_rings))
+    flat_raw = raw.ravel()
+    groups = np.concatenate(
+        [
+            flat_lab[core_px].astype(np.int64) - 1,
+            flat_lab[rim_px].astype(np.int64) - 1 + n,
+            2 * n + (flat_lab[band_px].astype(np.int64) - 1) * n_rings + ring[band_px],
+        ]
+    )
+    values = np.concatenate([flat_raw[core_px], flat_raw[rim_px], flat_raw[band_px]])
+    med = _group_medians(values, groups, 2 * n + n * n_rings)
+    core_level = np.nan_to_num(med[:n], nan=0.0)
+    rim_level = np.nan_to_num(med[n : 2 * n], nan=np.inf)
+    span = np.maximum(rim_level - core_level, 1e-12)
+    band_lab = flat_lab[band_px].astype(np.int64) - 1
+    prof = (med[2 * n :].reshape(n, n_rings) - core_level[:, None]) / span[:, None]
+    ring_group = band_lab * n_rings + ring[band_px]
+    n_px = np.bincount(ring_group, minlength=n * n_rings)
+    d_sum = np.bincount(ring_group, weights=flat_dist[band_px], minlength=n * n_rings)
     pos = np.full(n * n_rings, np.nan)
     np.divide(d_sum, n_px, out=pos, where=n_px > 0)
-    prof = prof.reshape(n, n_rings)
     pos = pos.reshape(n, n_rings)
     # first ring whose profile is below `fraction` (NaN rings = empty: treat as inside)
     below = ~(prof >= fraction)
@@ -345,30 +564,78 @@ def _outline(
     cut = np.nan_to_num(cut, nan=0.0)
     cut_lut = np.concatenate([[np.inf], cut]).astype(np.float32)
     bright_lut = np.concatenate([[-np.inf], core_level + 0.5 * (1 + fraction) * span])
-    fibers = (dist > cut_lut[labels]) & (smooth < bright_lut[labels].astype(np.float32))
+    fibers = (dist > cut_lut[labels]) & (smooth < bright_lut.astype(np.float32)[labels])
     return np.where(fibers, labels, 0), core_level, rim_level
 
 
-def _clean(fibers: np.ndarray, markers_lab: np.ndarray, radius_px: float) -> np.ndarray:
-    """Open (smooth), fill holes and keep, per label, the piece that holds the seed."""
-    out = np.zeros_like(fibers)
+def _clean(fibers: np.ndarray, seeds: np.ndarray, radius_px: float) -> np.ndarray:
+    """Open each fiber by a disc, keep the piece holding its seed, fill its holes.
+
+    Vectorised over all fibers: pixels touching another fiber count as outside, so one
+    binary opening of the foreground opens every fiber separately.
+    """
     footprint = morphology.disk(max(round(radius_px), 1))
-    for region in measure.regionprops(fibers):
-        sl = region.slice
-        sub = ndi.binary_opening(np.pad(region.image, 1), structure=footprint)[1:-1, 1:-1]
-        pieces, n = ndi.label(sub)
-        if n > 1:
-            seed_piece = pieces[markers_lab[sl] == region.label]
-            seed_piece = seed_piece[seed_piece > 0]
-            if seed_piece.size:
-                keep = np.bincount(seed_piece).argmax()
-            else:
-                keep = np.bincount(pieces.ravel())[1:].argmax() + 1
-            sub = pieces == keep
-        sub = ndi.binary_fill_holes(sub)
-        view = out[sl]
-        view[sub & (view == 0)] = region.label
-    return out
+    inside = (fibers > 0) & ~_touches_other(fibers)
+    eroded = ndi.binary_erosion(inside, structure=footprint)
+    opened = ndi.binary_dilation(eroded, structure=footprint)
+    del eroded, inside
+    opened = np.where(opened, fibers, 0)
+    # pieces: connected parts of one fiber label (skimage labels equal values only)
+    pieces = measure.label(opened, connectivity=1)
+    n_pieces = int(pieces.max())
+    if n_pieces == 0:
+        return opened
+    owner = np.zeros(n_pieces + 1, np.int64)
+    owner[pieces.ravel()] = opened.ravel()
+    size = np.bincount(pieces.ravel(), minlength=n_pieces + 1).astype(np.float64)
+    seeded = np.zeros(n_pieces + 1, bool)
+    seeded[pieces[tuple(seeds.T)]] = True
+    score = size + seeded * (size.max() + 1)
+    # per owner, the best-scoring piece
+    order = np.lexsort((score[1:], owner[1:])) + 1
+    last = np.r_[owner[order][1:] != owner[order][:-1], True]
+    keep = np.zeros(n_pieces + 1, bool)
+    keep[order[last]] = True
+    keep[0] = False
+    out = np.where(keep[pieces], opened, 0)
+    del pieces
+    return _fill_holes(out)
+
+
+def _touches_other(labels: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of a different non-zero label."""
+    hit = np.zeros(labels.shape, dtype=bool)
+    d = (labels[1:] != labels[:-1]) & (labels[1:] > 0) & (labels[:-1] > 0)
+    hit[1:] |= d
+    hit[:-1] |= d
+    d = (labels[:, 1:] != labels[:, :-1]) & (labels[:, 1:] > 0) & (labels[:, :-1] > 0)
+    hit[:, 1:] |= d
+    hit[:, :-1] |= d
+    return hit
+
+
+def _fill_holes(labels: np.ndarray) -> np.ndarray:
+    """Fill holes enclosed by a single label (holes between several labels stay)."""
+    fg = labels > 0
+    holes = ndi.binary_fill_holes(fg) & ~fg
+    if not holes.any():
+        return labels
+    hole_lab, n = ndi.label(holes)
+    # the labels 4-adjacent to each hole: fill when there is exactly one
+    lo = np.full(n + 1, np.iinfo(np.int64).max)
+    hi = np.zeros(n + 1, np.int64)
+    for h_, l_ in (
+        (hole_lab[1:], labels[:-1]),
+        (hole_lab[:-1], labels[1:]),
+        (hole_lab[:, 1:], labels[:, :-1]),
+        (hole_lab[:, :-1], labels[:, 1:]),
+    ):
+        hit = (h_ > 0) & (l_ > 0)
+        np.minimum.at(lo, h_[hit], l_[hit].astype(np.int64))
+        np.maximum.at(hi, h_[hit], l_[hit].astype(np.int64))
+    fill = np.where(lo == hi, hi, 0).astype(labels.dtype)
+    fill[0] = 0
+    return np.where(holes, fill[hole_lab], labels)
 
 
 def segment_fibers(
@@ -413,46 +680,30 @@ def segment_fibers(
         raise ValueError(f"pixel_size_um must be positive, got {pixel_size_um!r}")
     p = params
     drop_edge = p.exclude_border if exclude_border is None else bool(exclude_border)
-    border = border_image(image, pixel_size_um=pixel_size_um, stain=stain, smooth_um=p.smooth_um)
+    raw, border = _border_pair(image, pixel_size_um, stain, p.smooth_um)
     if float(border.max()) == float(border.min()):
         return np.zeros(border.shape, dtype=np.int32)
 
     ridge = _ridges(border, max(p.ridge_sigma_um / pixel_size_um, 0.7))
     bmask = _border_mask(ridge, p.ridge_threshold_mad)
-    markers = _seeds(bmask, pixel_size_um, p)
-    if markers.max() == 0:
+    clearance = ndi.distance_transform_edt(~bmask, sampling=pixel_size_um).astype(np.float32)
+    depth = _depth(clearance, pixel_size_um)
+    seeds = _seeds(depth, pixel_size_um, p)
+    if len(seeds) == 0:
         return np.zeros(border.shape, dtype=np.int32)
-    basins = segmentation.watershed(ridge, markers)
-    basins = _merge_unbordered(basins, border, p.merge_below)
-    markers = np.where(markers > 0, basins, 0)
-    raw = border_image(image, pixel_size_um=pixel_size_um, stain=stain, smooth_um=0.0)
+    basins = _flood(ridge, seeds, clearance, pixel_size_um)
+    del clearance
+    basins = _drop_shallow(basins, ridge, depth, seeds, p.seed_h_um)
+    del ridge, depth
+    basins = _merge_unbordered(basins, bmask, p.min_border_fraction)
+    del bmask
+    basins = segmentation.relabel_sequential(basins)[0].astype(np.int32, copy=False)
     fibers, core_level, rim_level = _outline(
         basins, raw, border, pixel_size_um, p.outline_fraction, max(4.0, 4 * p.ridge_sigma_um)
     )
-    fibers = _clean(fibers, markers, max(p.ridge_sigma_um / pixel_size_um, 1.0))
+    del basins, raw
+    fibers = _clean(fibers, seeds, max(p.ridge_sigma_um / pixel_size_um, 1.0))
     return _reject(fibers, border, core_level, rim_level, pixel_size_um, p, drop_edge)
-
-
-def _merge_unbordered(basins: np.ndarray, border: np.ndarray, merge_below: float) -> np.ndarray:
-    """Merge neighbouring basins whose shared boundary carries no border stain.
-
-    Noise or texture can give one fiber two seeds; the watershed line between them
-    then runs through dark cytoplasm. The border image is scaled so that the median
-    basin core is 0 and the median basin edge (the border crest) is 1; two basins
-    merge when the mean of that scaled image along their common boundary is below
-    ``merge_below``.
-    """
-    if merge_below <= 0 or basins.max() < 2:
-        return basins
-    edge = segmentation.find_boundaries(basins, mode="inner")
-    crest = float(np.median(border[edge]))
-    core = float(np.median(border[~edge]))
-    if not crest > core:
-        return basins
-    scaled = (border - core) / (crest - core)
-    rag = graph.rag_boundary(basins, scaled.astype(np.float64))
-    merged = graph.cut_threshold(basins, rag, merge_below, in_place=True)
-    return segmentation.relabel_sequential(merged + 1)[0].astype(np.int32)
 
 
 def _reject(
@@ -464,11 +715,12 @@ def _reject(
     p: FiberParams,
     drop_edge: bool,
 ) -> np.ndarray:
-    props = measure.regionprops_table(fibers, properties=("label", "area", "solidity"))
-    lab = props["label"]
-    area_um2 = props["area"] * pixel_size_um**2
+    geo = _label_geometry(fibers, 1.0, perimeter=False)
+    lab = geo["label"]
+    area_um2 = geo["area_px"] * pixel_size_um**2
+    solidity = geo["area_px"] / geo["hull_area"]
     keep = (area_um2 >= p.min_area_um2) & (area_um2 <= p.max_area_um2)
-    keep &= props["solidity"] >= p.min_solidity
+    keep &= solidity >= p.min_solidity
     if lab.size:
         # bright-interior rejection: an object's own border contrast, as a fraction of
         # its rim level above the image's dark floor (illumination-invariant), must
