@@ -1,0 +1,588 @@
+"""Tiled analysis of images bigger than memory (whole-section mosaics).
+
+:func:`analyze_tiled` reads a :class:`~spinalquant.stack.Stack` window by
+window (numpy or lazy dask data), runs the very same
+:func:`~spinalquant.pipeline.analyze` on every window and merges the results
+into one :class:`~spinalquant.pipeline.Results`, as if the whole image had
+been analysed at once:
+
+* the image is cut into **cores** that partition it; each core is analysed
+  inside a **window** grown by an overlap margin on every side (clipped at the
+  image edge). The margin is at least the largest object diameter, so an object
+  whose centroid lies in a core is whole in its window;
+* an object is kept only by the tile whose core holds its centroid, hence
+  counted exactly once; coordinates are shifted to global µm and labels are
+  renumbered ``1..n`` per kind, tile after tile;
+* label images and projected planes are stitched into global arrays, held in
+  memory when small and otherwise in memory-mapped files on disk;
+* summary figures are recomputed from the merged tables. Fiber edge
+  exclusion refers to the whole image's edge, not to tile edges;
+* pixel colocalization (Pearson, Costes-thresholded Manders) is computed on
+  a whole-image plane sampled every ``k``-th pixel in y and x, with ``k = 1``
+  (exact) unless the image has more than ``coloc_max_pixels`` pixels. The
+  GFAP area fraction is the area-weighted mean of per-tile fractions
+  measured inside each core.
+
+Each window is segmented with its own intensity statistics (noise floor,
+automatic thresholds), so on strongly inhomogeneous mosaics a tiled result is
+close to, not bit-identical with, a whole-image result; on homogeneous
+sections they agree object for object (see ``tests/test_tiling.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from .config import Config
+from .errors import ImageContentError
+from .pipeline import (
+    CORD_FIGURES,
+    MUSCLE_FIGURES,
+    TABLE_COLUMNS,
+    Results,
+    analyze,
+    detect_section,
+    empty_table,
+)
+from .stack import Stack
+
+Progress = Callable[[str], None]
+
+#: Object kinds that have a label image with the same ids as their table.
+LABELLED_KINDS = ("gfp_cells", "astrocytes", "motor_neurons", "fibers")
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: its core (owned pixels) and its analysis window, in pixels.
+
+    Bounds are half-open ``(y0, y1, x0, x1)``; the window contains the core.
+    """
+
+    index: int
+    core: tuple[int, int, int, int]
+    window: tuple[int, int, int, int]
+
+    @property
+    def window_slices(self) -> tuple[slice, slice]:
+        y0, y1, x0, x1 = self.window
+        return slice(y0, y1), slice(x0, x1)
+
+    @property
+    def core_in_window(self) -> tuple[slice, slice]:
+        """The core as slices of the window array."""
+        (cy0, cy1, cx0, cx1), (wy0, _, wx0, _) = self.core, self.window
+        return slice(cy0 - wy0, cy1 - wy0), slice(cx0 - wx0, cx1 - wx0)
+
+
+def tile_grid(shape_yx: tuple[int, int], *, tile_px: int, margin_px: int) -> list[Tile]:
+    """Cut an image into cores of about ``tile_px`` pixels plus overlap windows.
+
+    Cores have near-equal sizes (at most ``tile_px``) and partition the image.
+
+    Parameters
+    ----------
+    shape_yx : (int, int)
+        Image size (Y, X) in pixels.
+    tile_px : int
+        Largest core side in pixels (> 0).
+    margin_px : int
+        Overlap added on every side of a core (>= 0), clipped at the image edge.
+
+    Returns
+    -------
+    list of Tile
+        Row-major order.
+
+    Examples
+    --------
+    >>> [t.core for t in tile_grid((10, 7), tile_px=5, margin_px=2)]
+    [(0, 5, 0, 4), (0, 5, 4, 7), (5, 10, 0, 4), (5, 10, 4, 7)]
+    >>> tile_grid((10, 7), tile_px=5, margin_px=2)[0].window
+    (0, 7, 0, 6)
+    """
+    if tile_px < 1 or margin_px < 0:
+        raise ValueError(f"tile_px must be >= 1 and margin_px >= 0; got {tile_px}, {margin_px}")
+    ny, nx = int(shape_yx[0]), int(shape_yx[1])
+
+    def cuts(n: int) -> np.ndarray:
+        k = max(1, math.ceil(n / tile_px))
+        return np.linspace(0, n, k + 1).round().astype(int)
+
+    ys, xs = cuts(ny), cuts(nx)
+    tiles = []
+    for i in range(len(ys) - 1):
+        for j in range(len(xs) - 1):
+            core = (int(ys[i]), int(ys[i + 1]), int(xs[j]), int(xs[j + 1]))
+            window = (max(0, core[0] - margin_px), min(ny, core[1] + margin_px),
+                      max(0, core[2] - margin_px), min(nx, core[3] + margin_px))
+            tiles.append(Tile(len(tiles), core, window))
+    return tiles
+
+
+def default_overlap_um(config: Config | None = None, *, section: str = "cord") -> float:
+    """Overlap margin (µm) wide enough for the largest object of a section.
+
+    Cord: the largest of 3 x the motor-neuron soma diameter and the radius of
+    its background opening (60 µm with defaults). Muscle: the diameter of a
+    disk with the largest accepted fiber area (160 µm with defaults), more
+    than 2.5 x the min-Feret of the largest mouse TA fibers.
+
+    Examples
+    --------
+    >>> default_overlap_um(section="cord")
+    60.0
+    """
+    cfg = config or Config()
+    if section == "cord":
+        mn = cfg.motor_neurons
+        return float(max(3.0 * mn.soma_diameter_um, mn.background_radius_um or 0.0))
+    if section == "muscle":
+        return float(2.0 * math.sqrt(cfg.fibers.max_area_um2 / math.pi))
+    raise ValueError(f"section must be 'cord' or 'muscle'; got {section!r}")
+
+
+def estimated_memory_bytes(stack: Stack) -> int:
+    """Rough peak memory (bytes) of a whole-image :func:`analyze` of ``stack``.
+
+    The pixel data (Z planes of every channel) plus ~160 bytes per (Y, X)
+    pixel of working arrays (measured on cord phantoms: ~130).
+
+    Examples
+    --------
+    >>> st = Stack(np.zeros((2, 3, 100, 100), np.uint16), ("GFP", "GFAP"), (1, 1, 1))
+    >>> estimated_memory_bytes(st)
+    1720000
+    """
+    c, z, y, x = stack.shape
+    return int(c * z * y * x * stack.data.dtype.itemsize + 160 * y * x)
+
+
+def needs_tiling(stack: Stack, *, memory_budget_bytes: int) -> bool:
+    """True when ``stack`` is lazy (dask) or too big to analyse in one piece.
+
+    Examples
+    --------
+    >>> st = Stack(np.zeros((1, 1, 64, 64), np.uint16), ("GFP",), (None, 1, 1))
+    >>> needs_tiling(st, memory_budget_bytes=2**30)
+    False
+    """
+    lazy = not isinstance(stack.data, np.ndarray)
+    return lazy or estimated_memory_bytes(stack) > memory_budget_bytes
+
+
+# ------------------------------------------------------------- array stores
+class _Store:
+    """Global (Y, X[, ...]) arrays written window by window, in RAM or on disk."""
+
+    def __init__(self, on_disk: bool, tmp_dir: str | None):
+        self.on_disk = on_disk
+        self.dir = Path(tempfile.mkdtemp(prefix="spinalquant-tiles-", dir=tmp_dir)) if on_disk else None
+        self.arrays: dict[str, Any] = {}  # name -> ndarray, or (path, dtype, shape)
+
+    def create(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        if not self.on_disk:
+            self.arrays[name] = np.zeros(shape, dtype=dtype)
+            return
+        path = self.dir / f"{len(self.arrays)}.dat"
+        mm = np.memmap(path, dtype=dtype, mode="w+", shape=shape)  # zero-filled, sparse
+        del mm
+        self.arrays[name] = (path, np.dtype(dtype), shape)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.arrays
+
+    def write(self, name: str, sl: tuple[slice, slice], values: np.ndarray,
+              where: np.ndarray | None = None) -> None:
+        """``arr[sl] = values`` (only at ``where`` and where ``arr`` is still 0)."""
+        entry = self.arrays[name]
+        # a short-lived map: its pages leave the process when it is dropped
+        arr = entry if isinstance(entry, np.ndarray) else np.memmap(
+            entry[0], dtype=entry[1], mode="r+", shape=entry[2])
+        if where is None:
+            arr[sl] = values
+        else:
+            view = arr[sl]
+            ok = where & (view == 0)
+            view[ok] = values[ok]
+        if not isinstance(entry, np.ndarray):
+            arr.flush()
+            del arr
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """The arrays; disk ones as copy-on-write maps of files already unlinked."""
+        out = {}
+        for name, entry in self.arrays.items():
+            if isinstance(entry, np.ndarray):
+                out[name] = entry
+            else:
+                out[name] = np.memmap(entry[0], dtype=entry[1], mode="c", shape=entry[2])
+        if self.dir is not None:
+            # POSIX keeps mapped files alive until unmapped; elsewhere the
+            # folder stays in the temporary directory
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return out
+
+
+# ----------------------------------------------------------- tile reading
+def _compute(a: Any) -> np.ndarray:
+    return np.asarray(a.compute() if hasattr(a, "compute") else a)
+
+
+def _best_planes(data: Any, tiles: list[Tile]) -> list[int]:
+    """Per channel, the z index with the highest variance of the Laplacian."""
+    c_n, z_n = data.shape[:2]
+    s = np.zeros((c_n, z_n))
+    s2 = np.zeros((c_n, z_n))
+    n = 0
+    for t in tiles:
+        ys, xs = t.window_slices
+        win = _compute(data[:, :, ys, xs]).astype(np.float32)
+        cy, cx = t.core_in_window
+        for c in range(c_n):
+            for z in range(z_n):
+                lap = ndi.laplace(win[c, z])[cy, cx].astype(np.float64)
+                s[c, z] += lap.sum()
+                s2[c, z] += (lap * lap).sum()
+        n += (t.core[1] - t.core[0]) * (t.core[3] - t.core[2])
+    var = s2 / n - (s / n) ** 2
+    return [int(np.argmax(var[c])) for c in range(c_n)]
+
+
+def _tile_stack(stack: Stack, tile: Tile, cfg: Config, best: list[int] | None) -> Stack:
+    """The window of ``stack`` as an in-memory Stack, projected per tile."""
+    ys, xs = tile.window_slices
+    data = stack.data
+    if data.shape[1] == 1 or (cfg.image.mode == "3d" and stack.is_3d):
+        win = _compute(data[:, :, ys, xs])
+    elif cfg.image.projection == "max":
+        win = _compute(data[:, :, ys, xs].max(axis=1))[:, None]
+    elif cfg.image.projection == "mean":
+        win = _compute(data[:, :, ys, xs].mean(axis=1, dtype=np.float32))[:, None]
+    else:  # "best": the plane chosen on the whole image
+        win = np.stack([_compute(data[c, z, ys, xs]) for c, z in enumerate(best)])[:, None]
+    return dataclasses.replace(stack, data=win)
+
+
+# ----------------------------------------------------------------- merging
+def _pixel_size(stack: Stack, cfg: Config) -> float:
+    if cfg.image.override_pixel_size and cfg.image.pixel_size_um:
+        return float(cfg.image.pixel_size_um)
+    _, y, x = stack.pixel_size_um
+    if (y is None or x is None) and cfg.image.pixel_size_um:
+        return float(cfg.image.pixel_size_um)
+    return stack.yx_um
+
+
+def _in_core(df: pd.DataFrame, tile: Tile, px: float) -> np.ndarray:
+    """Rows whose (global) centroid falls in the tile's core (half-open, in pixels)."""
+    y0, y1, x0, x1 = tile.core
+    cy = df["y_um"].to_numpy(dtype=float) / px
+    cx = df["x_um"].to_numpy(dtype=float) / px
+    return (cy >= y0 - 0.5) & (cy < y1 - 0.5) & (cx >= x0 - 0.5) & (cx < x1 - 0.5)
+
+
+def _global_edge_labels(lab: np.ndarray, tile: Tile, shape_yx: tuple[int, int]) -> np.ndarray:
+    """Labels of a window's label image that touch the whole image's edge."""
+    y0, y1, x0, x1 = tile.window
+    rims = []
+    if y0 == 0:
+        rims.append(lab[0])
+    if y1 == shape_yx[0]:
+        rims.append(lab[-1])
+    if x0 == 0:
+        rims.append(lab[:, 0])
+    if x1 == shape_yx[1]:
+        rims.append(lab[:, -1])
+    if not rims:
+        return np.zeros(0, dtype=lab.dtype)
+    u = np.unique(np.concatenate(rims))
+    return u[u != 0]
+
+
+def _drop_edge_fibers(cfg: Config) -> bool:
+    """Whether a whole-image analysis would drop fibers cut by the image edge."""
+    return bool(cfg.muscle.exclude_border or getattr(cfg.fibers, "exclude_border", False))
+
+
+def _summary_cord(tables: dict[str, pd.DataFrame], n_pixels: int, px: float,
+                  roi: np.ndarray | None) -> dict[str, Any]:
+    s: dict[str, Any] = dict.fromkeys(CORD_FIGURES)
+    if roi is not None:
+        s["roi_area_um2"] = float(np.count_nonzero(roi)) * px * px
+    area_mm2 = (s["roi_area_um2"] or n_pixels * px * px) / 1e6
+    if "gfp_cells" in tables:
+        t = tables["gfp_cells"]
+        s["n_gfp_cells"] = len(t)
+        s["gfp_cells_per_mm2"] = len(t) / area_mm2
+    if "astrocytes" in tables:
+        s["n_astrocytes"] = len(tables["astrocytes"])
+        s["astrocytes_per_mm2"] = len(tables["astrocytes"]) / area_mm2
+    if "motor_neurons" in tables:
+        mn = tables["motor_neurons"]
+        s["n_motor_neurons"] = len(mn)
+        s["motor_neurons_per_mm2"] = len(mn) / area_mm2
+    if "puncta" in tables:
+        s["n_puncta"] = len(tables["puncta"])
+        if "motor_neurons" in tables:
+            mn = tables["motor_neurons"]
+            s["puncta_per_motor_neuron"] = float(mn["n_puncta"].mean()) if len(mn) else None
+            if len(mn):
+                s["puncta_per_100um_mean"] = float(mn["puncta_per_100um"].mean())
+    return s
+
+
+def _colocalization(gfp: np.ndarray, gfap: np.ndarray, mask: np.ndarray | None, cfg: Config,
+                    px: float) -> dict[str, Any]:
+    """The pipeline's GFP/GFAP figures, on (possibly subsampled) whole planes."""
+    from .measure import colocalization as coloc
+
+    use_costes = cfg.colocalization.manders_threshold == "costes"
+    c = coloc.colocalization(
+        gfp, gfap, mask=mask, costes=cfg.colocalization.costes or use_costes,
+        pvalue=cfg.colocalization.pvalue, n_iter=cfg.colocalization.n_iter, pixel_size_um=px,
+    )
+    c = {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in c.items()}
+    out: dict[str, Any] = {"pearson_gfp_gfap": c.get("pearson")}
+    m1, m2 = ("tm1", "tm2") if use_costes else ("manders_m1", "manders_m2")
+    out["manders_m1_gfp_gfap"] = c.get(m1)
+    out["manders_m2_gfp_gfap"] = c.get(m2)
+    for k in ("costes_threshold_a", "costes_threshold_b", "pvalue"):
+        if c.get(k) is not None:
+            out[f"coloc_{k}_gfp_gfap"] = c[k]
+    return out
+
+
+def _subsample_index(lo: int, hi: int, k: int) -> np.ndarray:
+    """Global indices in [lo, hi) that are multiples of ``k``."""
+    return np.arange(-(-lo // k) * k, hi, k)
+
+
+# ------------------------------------------------------------------ public
+def analyze_tiled(
+    stack: Stack,
+    config: Config | None = None,
+    *,
+    tile_um: float = 1000.0,
+    overlap_um: float | None = None,
+    roi_mask: np.ndarray | None = None,
+    section: str | None = None,
+    progress: Progress | None = None,
+    in_memory_max_bytes: int = 256 * 2**20,
+    tmp_dir: str | None = None,
+    coloc_max_pixels: int = 16_000_000,
+) -> Results:
+    """Analyse a (large) image tile by tile; the same results as :func:`analyze`.
+
+    Parameters
+    ----------
+    stack : Stack
+        Data (C, Z, Y, X), numpy or dask; only one window is read at a time
+        and z-projected on the fly.
+    config : Config, optional
+        Parameters; defaults to ``Config()``.
+    tile_um : float
+        Largest core side (µm). Peak memory grows with
+        ``(tile_um + 2 * overlap_um)**2``: ~130 bytes per pixel of a window
+        for a cord section, plus the window's raw data.
+    overlap_um : float, optional
+        Margin around each core (µm); default :func:`default_overlap_um`.
+        Must exceed the largest object diameter.
+    roi_mask : ndarray of bool, shape (Y, X), optional
+        Ventral-horn ROI, as in :func:`analyze` (may be a memory map).
+    section : {"cord", "muscle"}, optional
+        Force the kind of analysis instead of deciding from channel names.
+    progress : callable, optional
+        Called with a short message before each tile.
+    in_memory_max_bytes : int
+        Stitched label images and planes larger than this in total are kept
+        in memory-mapped files (created in ``tmp_dir``, removed from the
+        folder at once; the disk space is freed when the arrays are dropped).
+    tmp_dir : str, optional
+        Folder for those files (default: the system temporary folder).
+    coloc_max_pixels : int
+        Pixel colocalization uses every ``k``-th pixel in y and x, with the
+        smallest ``k`` that keeps at most this many pixels (``k = 1`` is exact).
+
+    Returns
+    -------
+    Results
+        Tables with global coordinates and labels ``1..n`` matching
+        ``labels``; ``provenance["tiling"]`` records the tiles.
+
+    Raises
+    ------
+    ValueError
+        Bad ``tile_um``/``overlap_um``, or an ROI mask of the wrong shape.
+
+    Examples
+    --------
+    >>> from spinalquant.synthetic import make_muscle_section
+    >>> ph = make_muscle_section(seed=1, shape=(400, 400))
+    >>> res = analyze_tiled(ph.stack, tile_um=150.0, overlap_um=80.0)
+    >>> res.provenance["tiling"]["n_tiles"]
+    4
+    """
+    cfg = config or Config()
+    say = progress or (lambda _msg: None)
+    kind = section or detect_section(stack, cfg)
+    px = _pixel_size(stack, cfg)
+    overlap = default_overlap_um(cfg, section=kind) if overlap_um is None else float(overlap_um)
+    if not (tile_um > 0 and overlap >= 0):
+        raise ValueError(f"tile_um must be > 0 and overlap_um >= 0; got {tile_um}, {overlap}")
+    shape_yx = tuple(int(s) for s in stack.shape[2:])
+    if roi_mask is not None and tuple(roi_mask.shape) != shape_yx:
+        raise ValueError(
+            f"{stack.name}: ROI mask shape {tuple(roi_mask.shape)} does not match the image {shape_yx}"
+        )
+    tiles = tile_grid(shape_yx, tile_px=max(1, round(tile_um / px)),
+                      margin_px=math.ceil(overlap / px))
+
+    tile_cfg = cfg
+    if kind == "muscle":
+        # edge exclusion is done here against the whole image's edge
+        tile_cfg = dataclasses.replace(cfg, muscle=dataclasses.replace(cfg.muscle, exclude_border=False))
+        if getattr(cfg.fibers, "exclude_border", None) is not None:
+            tile_cfg = dataclasses.replace(
+                tile_cfg, fibers=dataclasses.replace(cfg.fibers, exclude_border=False))
+    best = _best_planes(stack.data, tiles) if (
+        cfg.image.projection == "best" and stack.shape[1] > 1 and cfg.image.mode != "3d") else None
+
+    n_kinds = len(LABELLED_KINDS) + len(stack.channel_names) + 3
+    est = shape_yx[0] * shape_yx[1] * 4 * n_kinds
+    store = _Store(est > in_memory_max_bytes, tmp_dir)
+    k = max(1, math.ceil(math.sqrt(shape_yx[0] * shape_yx[1] / coloc_max_pixels)))
+    sub_shape = (-(-shape_yx[0] // k), -(-shape_yx[1] // k))
+    sub: dict[str, np.ndarray] = {}
+
+    parts: dict[str, list[pd.DataFrame]] = {}
+    next_label: dict[str, int] = {}
+    gfap_area = [0.0, 0.0]  # positive area, measured area
+    skipped: list[int] = []
+    for tile in tiles:
+        say(f"tile {tile.index + 1}/{len(tiles)}")
+        ts = _tile_stack(stack, tile, cfg, best)
+        if any(not np.any(ts.data[c]) for c in range(ts.data.shape[0])):
+            skipped.append(tile.index)  # a blank (zero-padded) part of a mosaic
+            continue
+        ws = tile.window_slices
+        troi = None if roi_mask is None else np.asarray(roi_mask[ws], dtype=bool)
+        try:
+            res = analyze(ts, tile_cfg, roi_mask=troi, section=kind)
+        except ImageContentError:
+            skipped.append(tile.index)
+            continue
+        _merge_tile(res, tile, px, shape_yx, kind, cfg, store, parts, next_label)
+        core = tile.core_in_window
+        (cy0, cy1, cx0, cx1) = tile.core
+        for name, plane in res.planes.items():
+            key = f"plane:{name}"
+            if key not in store:
+                store.create(key, shape_yx + plane.shape[2:], plane.dtype)
+            store.write(key, (slice(cy0, cy1), slice(cx0, cx1)), plane[core])
+        if kind == "cord" and "gfp" in res.planes and "gfap" in res.planes:
+            iy = _subsample_index(cy0, cy1, k)
+            ix = _subsample_index(cx0, cx1, k)
+            grid = np.ix_(iy - tile.window[0], ix - tile.window[2])
+            sub_sl = np.ix_(iy // k, ix // k)
+            for m in ("gfp", "gfap"):
+                if m not in sub:
+                    sub[m] = np.zeros(sub_shape, dtype=res.planes[m].dtype)
+                sub[m][sub_sl] = res.planes[m][grid]
+        if kind == "cord" and "gfap" in res.planes:
+            from .segment.astrocytes import gfap_area_fraction
+
+            cmask = np.zeros(ts.shape[2:], dtype=bool)
+            cmask[core] = True
+            if troi is not None:
+                cmask &= troi
+            n_px = int(cmask.sum())
+            if n_px:
+                f = gfap_area_fraction(res.planes["gfap"], pixel_size_um=px, mask=cmask)
+                gfap_area[0] += float(f) * n_px
+                gfap_area[1] += n_px
+
+    arrays = store.finish()
+    labels = {k_: v for k_, v in arrays.items() if not k_.startswith("plane:")}
+    planes = {k_.split(":", 1)[1]: v for k_, v in arrays.items() if k_.startswith("plane:")}
+    tables = {name: pd.concat(dfs, ignore_index=True) if dfs else empty_table(name)
+              for name, dfs in parts.items()}
+    provenance = {"tiling": {
+        "tile_um": float(tile_um), "overlap_um": overlap, "n_tiles": len(tiles),
+        "skipped_tiles": skipped, "coloc_subsample": k,
+        "labels_on_disk": store.on_disk,
+    }}
+
+    if kind == "muscle":
+        from .measure.morphology import fiber_histogram, fiber_summary
+
+        fib = tables.get("fibers", empty_table("fibers"))
+        summary = dict.fromkeys(MUSCLE_FIGURES)
+        summary.update(fiber_summary(fib, atrophy_threshold_um2=cfg.muscle.atrophy_threshold_um2))
+        bins = np.arange(0.0, cfg.muscle.histogram_max_um2 + cfg.muscle.histogram_bin_um2,
+                         cfg.muscle.histogram_bin_um2)
+        tables = {"fibers": fib, "fiber_histogram": fiber_histogram(fib, bins_um2=bins)}
+        return Results("muscle", summary, tables, labels, planes, px, None, provenance)
+
+    summary = _summary_cord(tables, shape_yx[0] * shape_yx[1], px, roi_mask)
+    if "gfp_cells" in tables and "gfap" in planes:
+        t = tables["gfp_cells"]
+        npos = int(t["gfap_positive"].fillna(False).sum())
+        summary["n_gfp_gfap_cells"] = npos
+        summary["pct_gfp_gfap"] = 100.0 * npos / len(t) if len(t) else None
+    if "gfp" in sub and "gfap" in sub:
+        mask = None
+        if roi_mask is not None and cfg.colocalization.within_roi:
+            mask = np.asarray(roi_mask[::k, ::k], dtype=bool)
+        summary.update(_colocalization(sub["gfp"], sub["gfap"], mask, cfg, px * k))
+    if gfap_area[1]:
+        summary["gfap_area_fraction"] = gfap_area[0] / gfap_area[1]
+    return Results("cord", summary, tables, labels, planes, px, roi_mask, provenance)
+
+
+def _merge_tile(res: Results, tile: Tile, px: float, shape_yx: tuple[int, int], kind: str,
+                cfg: Config, store: _Store, parts: dict[str, list[pd.DataFrame]],
+                next_label: dict[str, int]) -> None:
+    """Keep a tile's core objects: global µm, new labels, stitched label images."""
+    dy, dx = tile.window[0] * px, tile.window[2] * px
+    ws = tile.window_slices
+    for name, df in res.tables.items():
+        if name not in TABLE_COLUMNS:
+            continue  # derived tables (fiber histogram) are rebuilt from the merge
+        parts.setdefault(name, [])
+        df = df.copy()
+        df["y_um"] = df["y_um"] + dy
+        df["x_um"] = df["x_um"] + dx
+        keep = _in_core(df, tile, px)
+        lab = res.labels.get(name)
+        if name == "fibers":
+            edge = _global_edge_labels(lab, tile, shape_yx)
+            touches = df["label"].isin(edge).to_numpy()
+            if "touches_border" in df.columns:
+                df["touches_border"] = touches
+            if _drop_edge_fibers(cfg):
+                keep &= ~touches
+        df = df[keep].reset_index(drop=True)
+        start = next_label.get(name, 0)
+        new = np.arange(start + 1, start + len(df) + 1, dtype=np.int64)
+        next_label[name] = start + len(df)
+        if lab is not None and name in LABELLED_KINDS:
+            if name not in store:
+                store.create(name, shape_yx, np.int32)
+            lut = np.zeros(int(lab.max(initial=0)) + 1, dtype=np.int32)
+            lut[df["label"].to_numpy(dtype=np.int64)] = new
+            relab = lut[lab]
+            store.write(name, ws, relab, where=relab > 0)
+        df["label"] = new
+        parts[name].append(df)
