@@ -182,6 +182,38 @@ def needs_tiling(stack: Stack, *, memory_budget_bytes: int) -> bool:
     return lazy or estimated_memory_bytes(stack) > memory_budget_bytes
 
 
+def decimated(res: Results, *, max_side_px: int = 4096) -> Results:
+    """A light copy of ``res`` for QC overlays and label previews of huge images.
+
+    Planes, label images and the ROI mask are sampled every ``s``-th pixel
+    (the smallest ``s`` keeping both sides <= ``max_side_px``) and
+    ``pixel_size_um`` is multiplied by ``s``; tables and summary are shared
+    (coordinates stay in µm, so overlays still line up).
+
+    Examples
+    --------
+    >>> r = Results("cord", {}, {}, {"gfp_cells": np.zeros((100, 60), np.int32)}, {}, 0.5)
+    >>> d = decimated(r, max_side_px=50)
+    >>> d.labels["gfp_cells"].shape, d.pixel_size_um
+    ((50, 30), 1.0)
+    """
+    arrays = [*res.labels.values(), *res.planes.values()]
+    side = max((max(a.shape[:2]) for a in arrays), default=0)
+    s = max(1, math.ceil(side / max_side_px))
+    if s == 1:
+        return res
+
+    def thin(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a[::s, ::s])
+
+    roi = None if res.roi_mask is None else thin(res.roi_mask)
+    prov = {**res.provenance, "decimated_by": s}
+    return dataclasses.replace(
+        res, labels={k: thin(v) for k, v in res.labels.items()},
+        planes={k: thin(v) for k, v in res.planes.items()},
+        pixel_size_um=res.pixel_size_um * s, roi_mask=roi, provenance=prov)
+
+
 # ------------------------------------------------------------- array stores
 class _Store:
     """Global (Y, X[, ...]) arrays written window by window, in RAM or on disk."""
