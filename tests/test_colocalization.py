@@ -197,7 +197,8 @@ def test_measure_gfp_cells_units():
     assert list(df.columns) == ["label", "y_um", "x_um", "area_um2", "equivalent_diameter_um"]
     row = df.iloc[0]
     assert row.area_um2 == pytest.approx(4.0)
-    assert (row.y_um, row.x_um) == pytest.approx((2.0, 3.0))
+    # rows 2-5, columns 4-7: centre at pixel (3.5, 5.5), top-left pixel centre at 0
+    assert (row.y_um, row.x_um) == pytest.approx((1.75, 2.75))
     assert row.equivalent_diameter_um == pytest.approx(np.sqrt(4 * 4.0 / np.pi))
     empty = measure_gfp_cells(np.zeros((5, 5), int), pixel_size_um=1.0)
     assert len(empty) == 0 and "area_um2" in empty.columns

@@ -30,7 +30,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from skimage.measure import regionprops_table
 
 __all__ = [
@@ -93,7 +92,10 @@ def pearson(a, b, *, mask=None) -> float:
     >>> round(pearson(x, 2 * x + 1), 6)
     1.0
     """
-    x, y = _pixels(a, b, mask)
+    return _pearson_flat(*_pixels(a, b, mask))
+
+
+def _pearson_flat(x: np.ndarray, y: np.ndarray) -> float:
     if x.size < 2:
         return float("nan")
     x = x - x.mean()
@@ -113,6 +115,8 @@ def spearman(a, b, *, mask=None) -> float:
     x, y = _pixels(a, b, mask)
     if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
+    from scipy import stats  # imported here: scipy.stats takes seconds to import
+
     return float(stats.spearmanr(x, y).statistic)
 
 
@@ -162,7 +166,11 @@ def manders(a, b, *, threshold_a: float = 0, threshold_b: float = 0, mask=None) 
     >>> manders(a, b)
     (0.5, 0.5)
     """
-    x, y = _pixels(a, b, mask)
+    return _manders_flat(*_pixels(a, b, mask), threshold_a, threshold_b)
+
+
+def _manders_flat(x: np.ndarray, y: np.ndarray, threshold_a: float, threshold_b: float
+                  ) -> tuple[float, float]:
     sa = float(x.sum())
     sb = float(y.sum())
     m1 = float(x[(y > 0) & (y >= threshold_b)].sum() / sa) if sa != 0 else float("nan")
@@ -223,12 +231,16 @@ def costes_thresholds(a, b, *, mask=None, max_levels: int = 4096) -> tuple[float
     True
     """
     x, y = _pixels(a, b, mask)
+    return _costes_flat(x, y, _is_integer(a) and _is_integer(b), max_levels)
+
+
+def _costes_flat(x: np.ndarray, y: np.ndarray, integer: bool, max_levels: int
+                 ) -> tuple[float, float]:
     if x.size < 3:
         return float("nan"), float("nan")
     m, c = _deming(x, y)
     if not np.isfinite(m) or m <= 0:
         return float("nan"), float("nan")
-    integer = _is_integer(a) and _is_integer(b)
     # walk on channel a when the line leans towards the a axis (|m| < 1)
     walk_a = m < 1.0
     if walk_a:
@@ -241,11 +253,14 @@ def costes_thresholds(a, b, *, mask=None, max_levels: int = 4096) -> tuple[float
     if hi <= lo:
         return float("nan"), float("nan")
     if integer and hi - lo <= 65536:
-        cands = np.arange(math.ceil(lo), math.floor(hi) + 1, dtype=np.float64)
+        first = math.ceil(lo)
+        cands = np.arange(first, math.floor(hi) + 1, dtype=np.float64)
+        # the number of integer candidates <= enter, without a search
+        idx = np.clip(np.floor(enter) - (first - 1), 0, len(cands)).astype(np.intp)
     else:
         cands = np.linspace(lo, hi, max_levels)
-    # pixel i is included for candidate j iff cands[j] > enter[i] iff j >= idx[i]
-    idx = np.searchsorted(cands, enter, side="right")
+        # pixel i is included for candidate j iff cands[j] > enter[i] iff j >= idx[i]
+        idx = np.searchsorted(cands, enter, side="right")
     nb = len(cands) + 1
     xc = x - x.mean()
     yc = y - y.mean()
@@ -401,14 +416,15 @@ def colocalization(
     (1.0, 1.0)
     """
     nan = float("nan")
-    out = {"pearson": pearson(a, b, mask=mask)}
-    out["manders_m1"], out["manders_m2"] = manders(a, b, mask=mask)
+    x, y = _pixels(a, b, mask)  # converted once, shared by every figure
+    out = {"pearson": _pearson_flat(x, y)}
+    out["manders_m1"], out["manders_m2"] = _manders_flat(x, y, 0, 0)
     out.update(costes_threshold_a=nan, costes_threshold_b=nan, tm1=nan, tm2=nan, pvalue=nan)
     if costes:
-        ta, tb = costes_thresholds(a, b, mask=mask)
+        ta, tb = _costes_flat(x, y, _is_integer(a) and _is_integer(b), 4096)
         out["costes_threshold_a"], out["costes_threshold_b"] = ta, tb
         if np.isfinite(ta) and np.isfinite(tb):
-            out["tm1"], out["tm2"] = manders(a, b, threshold_a=ta, threshold_b=tb, mask=mask)
+            out["tm1"], out["tm2"] = _manders_flat(x, y, ta, tb)
     if pvalue:
         out["pvalue"] = costes_pvalue(a, b, mask=mask, n_iter=n_iter, pixel_size_um=pixel_size_um, seed=seed)
     return out

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 from skimage import measure
 
 __all__ = ["assign_puncta", "perisomatic_puncta"]
@@ -85,22 +86,37 @@ def assign_puncta(
         return out
     ps = float(pixel_size_um)
     soma = lab > 0
-    dist_out, (iy_n, ix_n) = ndi.distance_transform_edt(~soma, sampling=ps, return_indices=True)
-    # depth of a soma pixel: distance to the nearest background pixel minus one pixel,
-    # so that outline pixels have depth 0
-    depth = np.maximum(ndi.distance_transform_edt(soma, sampling=ps) - ps, 0.0)
     iy = np.floor(puncta["y_um"].to_numpy(float) / ps + 0.5)
     ix = np.floor(puncta["x_um"].to_numpy(float) / ps + 0.5)
     ok = np.isfinite(iy) & np.isfinite(ix)
     ok &= (iy >= 0) & (iy < lab.shape[0]) & (ix >= 0) & (ix < lab.shape[1])
     iy_i = iy[ok].astype(np.intp)
     ix_i = ix[ok].astype(np.intp)
+    pts = np.column_stack([iy_i, ix_i]) * ps
     inside = soma[iy_i, ix_i]
-    near_label = lab[iy_n[iy_i, ix_i], ix_n[iy_i, ix_i]].astype(np.int64)
-    keep_out = ~inside & (dist_out[iy_i, ix_i] <= distance_um)
-    keep_in = inside & (depth[iy_i, ix_i] <= inside_um)
-    res = np.where(keep_out, near_label, 0)
-    res = np.where(keep_in, lab[iy_i, ix_i].astype(np.int64), res)
+    # Euclidean distances as a distance transform would give them, but only at the
+    # puncta: the nearest soma pixel of an outside point lies on the soma's inner
+    # outline, the nearest background pixel of an inside point on its outer outline
+    cross = ndi.generate_binary_structure(2, 1)
+    inner = np.argwhere(soma & ~ndi.binary_erosion(soma, cross, border_value=1))
+    outer = np.argwhere(~soma & ndi.binary_dilation(soma, cross))
+    res = np.zeros(len(iy_i), np.int64)
+    out_i = np.flatnonzero(~inside)
+    if len(out_i) and len(inner):
+        d, j = cKDTree(inner * ps).query(pts[out_i], distance_upper_bound=distance_um * (1 + 1e-9))
+        near = np.isfinite(d)
+        q = inner[j[near]]
+        res[out_i[near]] = lab[q[:, 0], q[:, 1]]
+    in_i = np.flatnonzero(inside)
+    if len(in_i):
+        if len(outer):
+            depth, _ = cKDTree(outer * ps).query(pts[in_i])
+            # outline pixels (touching the background) have depth 0
+            depth = np.maximum(depth - ps, 0.0)
+        else:  # the soma fills the image
+            depth = np.full(len(in_i), np.inf)
+        keep = depth <= inside_um
+        res[in_i[keep]] = lab[iy_i[in_i[keep]], ix_i[in_i[keep]]]
     out[ok] = res
     return out
 

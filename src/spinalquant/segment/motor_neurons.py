@@ -48,6 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 from skimage import filters, measure, morphology, segmentation, transform
 
 __all__ = [
@@ -132,14 +134,19 @@ def _check(image, pixel_size_um: float) -> np.ndarray:
         raise ValueError(f"expected a numeric image; got dtype {arr.dtype}")
     if not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
         raise ValueError(f"pixel_size_um must be a positive number of µm; got {pixel_size_um!r}")
-    out = arr.astype(np.float64)
-    if not np.all(np.isfinite(out)):
+    out = arr.astype(np.float32)
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(out)):
         raise ValueError("the image contains NaN or infinite values")
     return out
 
 
 def _disk(radius_px: float) -> np.ndarray:
-    return morphology.disk(max(round(radius_px), 1))
+    """Pixels whose centre lies within ``radius_px`` (at least 1) of the centre: a disk
+    of that radius in physical terms, not rounded to whole pixels."""
+    r = max(float(radius_px), 1.0)
+    h = int(np.floor(r + 1e-9))
+    yy, xx = np.mgrid[-h : h + 1, -h : h + 1]
+    return (yy**2 + xx**2) <= r * r + 1e-9
 
 
 def _closing(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
@@ -167,7 +174,7 @@ def remove_background(image, *, pixel_size_um: float, radius_um: float,
 
     Returns
     -------
-    ndarray of float64, shape (Y, X)
+    ndarray of float32, shape (Y, X)
         Image minus background (can be slightly negative).
 
     Examples
@@ -187,7 +194,8 @@ def remove_background(image, *, pixel_size_um: float, radius_um: float,
     padded = np.pad(small, pad, mode="edge")
     opened = morphology.opening(padded, _disk(r))
     bg_small = ndi.gaussian_filter(opened, max(r / 2, 1.0), mode="nearest")[pad:-pad, pad:-pad]
-    bg = transform.resize(bg_small, full.shape, order=1, mode="edge", anti_aliasing=False)
+    bg = transform.resize(bg_small.astype(np.float32), full.shape, order=1, mode="edge",
+                          anti_aliasing=False)
     bg = bg[: img.shape[0], : img.shape[1]]
     return img - bg
 
@@ -261,6 +269,75 @@ def _markers(mask: np.ndarray, dist: np.ndarray, min_sep_px: int, h_um: float) -
     return markers
 
 
+def _groups(mask: np.ndarray, margin: int):
+    """Yield ``(slices, sub_mask)`` for groups of components whose boxes, grown by
+    ``margin`` pixels, overlap; each box is grown by ``margin`` (within the image)."""
+    comp, n = ndi.label(mask)
+    if n == 0:
+        return
+    boxes = np.array([[s[0].start, s[0].stop, s[1].start, s[1].stop] for s in ndi.find_objects(comp)])
+    h, w = mask.shape
+    grown = np.column_stack([np.maximum(boxes[:, 0] - margin, 0), np.minimum(boxes[:, 1] + margin, h),
+                             np.maximum(boxes[:, 2] - margin, 0), np.minimum(boxes[:, 3] + margin, w)])
+    # union of overlapping grown boxes, repeated until stable
+    group = np.arange(n)
+    while True:
+        over = ((grown[:, None, 0] < grown[None, :, 1]) & (grown[None, :, 0] < grown[:, None, 1])
+                & (grown[:, None, 2] < grown[None, :, 3]) & (grown[None, :, 2] < grown[:, None, 3]))
+        _, group = connected_components(csr_matrix(over), directed=False)
+        merged = np.column_stack([
+            ndi.minimum(grown[:, 0], group, np.arange(group.max() + 1)),
+            ndi.maximum(grown[:, 1], group, np.arange(group.max() + 1)),
+            ndi.minimum(grown[:, 2], group, np.arange(group.max() + 1)),
+            ndi.maximum(grown[:, 3], group, np.arange(group.max() + 1)),
+        ]).astype(np.intp)
+        new = merged[group]
+        if np.array_equal(new, grown):
+            break
+        grown = new
+    for g in range(group.max() + 1):
+        members = np.flatnonzero(group == g) + 1
+        y0, y1, x0, x1 = merged[g]
+        sl = (slice(y0, y1), slice(x0, x1))
+        yield sl, np.isin(comp[sl], members)
+
+
+def _fill_holes(mask: np.ndarray, max_px: int) -> np.ndarray:
+    """Fill background regions of at most ``max_px`` pixels that do not touch the edge."""
+    bg, n = ndi.label(~mask)
+    if n == 0:
+        return mask
+    fill = np.bincount(bg.ravel(), minlength=n + 1) <= max_px
+    fill[np.unique(np.r_[bg[0], bg[-1], bg[:, 0], bg[:, -1]])] = False
+    fill[0] = False
+    return mask | fill[bg]
+
+
+def _split_somata(mask: np.ndarray, ps: float, prm: MotorNeuronParams,
+                  close_fp: np.ndarray) -> np.ndarray:
+    """Nucleus filling, dendrite opening and watershed splitting of one crop (labels 1..n)."""
+    # dim nucleus: seal thin gaps in the rim, then fill nucleus-sized holes
+    mask = _closing(mask, close_fp)
+    mask = _fill_holes(mask, round(prm.max_hole_area_um2 / ps**2))
+    # thin dendrites: opening with a disk of the dendrite width
+    mask = ndi.binary_opening(mask, structure=_disk(0.5 * prm.dendrite_width_um / ps))
+    # a first size cut drops debris before the (costlier) splitting
+    mask = morphology.remove_small_objects(mask, max_size=max(int(0.25 * prm.min_area_um2 / ps**2), 1))
+    if not mask.any():
+        return np.zeros(mask.shape, np.int32)
+    dist = ndi.distance_transform_edt(mask, sampling=ps).astype(np.float32)
+    dist = ndi.gaussian_filter(dist, 1.0, mode="nearest") * mask  # tame pixel-level ripples
+    min_sep = prm.min_separation_um or 0.5 * prm.soma_diameter_um
+    markers = _markers(mask, dist, max(round(min_sep / ps), 1), prm.split_prominence_um)
+    labels = segmentation.watershed(-dist, markers, mask=mask)
+    # regions without a marker (none seeded) keep their connected component
+    unseeded = mask & (labels == 0)
+    if unseeded.any():
+        extra, _ = ndi.label(unseeded)
+        labels = np.where(unseeded, extra + labels.max(), labels)
+    return labels.astype(np.int32)
+
+
 def segment_motor_neurons(
     chat, *, pixel_size_um: float, params: MotorNeuronParams | None = None
 ) -> np.ndarray:
@@ -302,27 +379,19 @@ def segment_motor_neurons(
     low, high = _thresholds(smoothed, prm.threshold_snr)
     mask = _half_max_mask(smoothed, low, high, float(np.median(smoothed)))
 
-    # dim nucleus: seal thin gaps in the rim, then fill nucleus-sized holes
-    mask = _closing(mask, _disk(1.0 / ps))
-    hole_px = round(prm.max_hole_area_um2 / ps**2)
-    mask = morphology.remove_small_holes(mask, max_size=hole_px)
-    # thin dendrites: opening with a disk of the dendrite width
-    mask = ndi.binary_opening(mask, structure=_disk(0.5 * prm.dendrite_width_um / ps))
-    # a first size cut drops debris before the (costlier) splitting
-    mask = morphology.remove_small_objects(mask, max_size=max(int(0.25 * prm.min_area_um2 / ps**2), 1))
-    if not mask.any():
+    # the candidates are sparse: every further step runs on the bounding box of
+    # each group of candidates that the closing could join
+    close_fp = _disk(1.0 / ps)
+    margin = close_fp.shape[0] // 2 + 2
+    labels = np.zeros(img.shape, np.int32)
+    for sl, sub in _groups(mask, margin):
+        lab = _split_somata(sub, ps, prm, close_fp)
+        n = int(lab.max())
+        if n:
+            view = labels[sl]
+            view[lab > 0] = lab[lab > 0] + int(labels.max())
+    if not labels.any():
         return out
-
-    dist = ndi.distance_transform_edt(mask, sampling=ps)
-    dist = ndi.gaussian_filter(dist, 1.0, mode="nearest") * mask  # tame pixel-level ripples
-    min_sep = prm.min_separation_um or 0.5 * prm.soma_diameter_um
-    markers = _markers(mask, dist, max(round(min_sep / ps), 1), prm.split_prominence_um)
-    labels = segmentation.watershed(-dist, markers, mask=mask)
-    # regions without a marker (none seeded) keep their connected component
-    unseeded = mask & (labels == 0)
-    if unseeded.any():
-        extra, _ = ndi.label(unseeded)
-        labels = np.where(unseeded, extra + labels.max(), labels)
 
     if prm.exclude_border:
         labels = segmentation.clear_border(labels)
