@@ -232,3 +232,15 @@ def test_roi_mask_shape_checked():
     ph = make_muscle_section(seed=0, shape=(128, 128))
     with pytest.raises(ValueError, match="ROI mask shape"):
         analyze_tiled(ph.stack, roi_mask=np.ones((10, 10), bool))
+
+
+def test_decimated_for_qc(muscle):
+    from spinalquant.tiling import decimated
+
+    _, _, tiled = muscle
+    small = decimated(tiled, max_side_px=512)
+    assert small.labels["fibers"].shape == (512, 512)
+    assert small.planes["border"].shape == (512, 512)
+    assert small.pixel_size_um == pytest.approx(2 * tiled.pixel_size_um)
+    assert small.tables["fibers"] is tiled.tables["fibers"]
+    assert decimated(tiled, max_side_px=4096) is tiled
