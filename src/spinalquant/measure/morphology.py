@@ -289,12 +289,13 @@ def _label_geometry(labels: np.ndarray, spacing, *, perimeter: bool = True) -> d
         if perimeter:
             perim += _perimeter_block(labels, r0, r1, n)
     present = np.flatnonzero(cnt[1:] > 0) + 1
-    lab = np.concatenate([p[0] for p in run_parts]) if run_parts else np.empty(0, np.int64)
+    lab, rows, left, right = (np.concatenate(part) for part in zip(*run_parts, strict=True))
     order = np.argsort(lab, kind="stable")
-    rows = np.concatenate([p[1] for p in run_parts])[order].astype(float) if run_parts else lab
-    left = np.concatenate([p[2] for p in run_parts])[order].astype(float) - 0.5 if run_parts else lab
-    right = np.concatenate([p[3] for p in run_parts])[order].astype(float) + 0.5 if run_parts else lab
-    bounds = np.searchsorted(lab[order], np.concatenate([present, [n + 1]]))
+    lab = lab[order]
+    rows = rows[order].astype(float)
+    left = left[order] - 0.5
+    right = right[order] + 0.5
+    bounds = np.searchsorted(lab, np.concatenate([present, [n + 1]]))
     min_f = np.empty(present.size)
     max_f = np.empty(present.size)
     hull_area = np.empty(present.size)

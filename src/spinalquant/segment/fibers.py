@@ -6,19 +6,23 @@ Method (every scale is a physical size converted with the pixel size)
    (:func:`skimage.color.rgb2hed`); fiber cytoplasm is eosin-rich, while endomysium
    gaps (white), perimysium and nuclei (hematoxylin) are not, so the border image is
    "lack of eosin" plus hematoxylin, both scaled by robust fiber-interior levels.
-2. **Ridge enhancement.** A Sato tubeness filter (bright ridges) at
-   ``ridge_sigma_um`` (and twice that) picks out thin bright borders whatever the
-   interior brightness (vignetting, autofluorescence).
+2. **Ridge enhancement.** Sato tubeness (bright ridges: sigma² x the smallest
+   Hessian eigenvalue, negated) at ``ridge_sigma_um`` and twice that picks out thin
+   bright borders whatever the interior brightness (vignetting, autofluorescence).
 3. **Robust threshold.** The ridge response of fiber interiors is noise; the border
    mask is ``ridge > median + ridge_threshold_mad * 1.4826 * MAD``, at least the Otsu
    threshold of the ridge image, so it adapts to noise and contrast.
 4. **Gap-tolerant seeds.** The distance (µm) to the nearest border pixel, smoothed,
    has one maximum per fiber even when the border has gaps. Seeds are maxima at
    least ``seed_spacing_um`` apart and ``min_seed_depth_um`` deep (thin interstitial
-   slivers give none), merged when they are not separated by a dip deeper than
-   ``seed_h_um`` (h-maxima).
+   slivers give none).
 5. **Watershed** of the ridge image from the seeds fills each fiber up to the crest of
-   its border, so gaps in the border are closed by the watershed line.
+   its border, so gaps in the border are closed by the watershed line. Each seed
+   starts as the disc free of border around it (only the rest of the image goes
+   through the priority queue). Seeds that are no h-dome of the distance map
+   (``seed_h_um``) are then dropped, and so are seeds that no ridge higher than
+   the seed itself separates from a neighbour across a wide opening
+   (``seed_neck_fraction``); their basins are flooded again from the neighbours.
 6. **Fiber outline.** In each basin, pixels are binned by distance to the crest; the
    median of each ring, scaled from the basin core level (0) to its crest level (1),
    is a noise-free border profile, and the fiber edge is where it falls below
@@ -40,9 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy import sparse
-from scipy.sparse import csgraph
-from skimage import color, draw, filters, graph, measure, morphology, segmentation
+from skimage import color, draw, filters, measure, morphology, segmentation
 from skimage.feature import peak_local_max
 
 from ..errors import ImageContentError
@@ -77,6 +79,11 @@ class FiberParams:
     seed_h_um : float
         Two distance maxima belong to one fiber unless the distance map dips by more
         than this between them.
+    seed_neck_fraction : float
+        A seed not separated from a neighbouring basin by any ridge higher than the
+        seed's own ridge level is dropped when the distance map, where it crosses the
+        common boundary, is above this fraction of the seed's depth (a wide opening,
+        as within one irregular fiber, rather than a gap in a border). 0 disables.
     min_solidity : float
         Smallest area / convex-hull-area ratio of a fiber.
     max_interior_brightness : float
@@ -89,11 +96,6 @@ class FiberParams:
         distance from the crest, so it is free of noise. Thin borders blurred by the
         optics have the true fiber edge close to the crest, hence 0.7 rather than the
         half maximum (which shrinks fibers by ~1 µm per side).
-    min_border_fraction : float
-        Two neighbouring basins merge unless at least this fraction of their common
-        watershed line lies on detected border (0–1; 0 never merges). A line through
-        cytoplasm (two seeds in one fiber) is off the border almost everywhere; a line
-        between two fibers follows the border except at its gaps.
     exclude_border : bool
         Remove fibers that touch the image edge (their CSA is truncated).
     """
@@ -106,10 +108,10 @@ class FiberParams:
     seed_spacing_um: float = 6.0
     min_seed_depth_um: float = 2.5
     seed_h_um: float = 1.5
+    seed_neck_fraction: float = 0.5
     min_solidity: float = 0.8
     max_interior_brightness: float = 0.5
     outline_fraction: float = 0.7
-    min_border_fraction: float = 0.5
     exclude_border: bool = True
 
     def __post_init__(self) -> None:
@@ -123,16 +125,15 @@ class FiberParams:
         ):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"FiberParams.{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= self.seed_neck_fraction <= 1:
+            raise ValueError(
+                f"FiberParams.seed_neck_fraction must be in [0, 1], got {self.seed_neck_fraction}"
+            )
         for name in ("smooth_um", "seed_h_um"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"FiberParams.{name} must be ≥ 0, got {getattr(self, name)!r}")
         if self.max_area_um2 <= self.min_area_um2:
             raise ValueError("FiberParams.max_area_um2 must exceed min_area_um2")
-        if not 0 <= self.min_border_fraction <= 1:
-            raise ValueError(
-                "FiberParams.min_border_fraction must be in [0, 1], "
-                f"got {self.min_border_fraction}"
-            )
         if not 0 <= self.min_solidity <= 1:
             raise ValueError(
                 f"FiberParams.min_solidity must be in [0, 1], got {self.min_solidity}"
@@ -274,12 +275,20 @@ def _check_rgb(image) -> np.ndarray:
 
 
 def _ridges(border: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Bright-ridge strength: sigma² x max(0, -smallest Hessian eigenvalue), float32.
+    """Bright-ridge strength at scales sigma and 2 sigma (pixel-wise maximum), float32.
 
-    The Sato tubeness of a 2-D image at one scale (one Gaussian pass, the Hessian by
-    finite differences of the smoothed image).
+    The Sato tubeness of a 2-D image, sigma² x max(0, -smallest Hessian eigenvalue):
+    one Gaussian pass per scale (the second smooths the first), the Hessian by finite
+    differences of the smoothed image.
     """
     g = ndi.gaussian_filter(border, sigma_px, mode="reflect")
+    fine = _tubeness(g, sigma_px)
+    g = ndi.gaussian_filter(g, np.sqrt(3.0) * sigma_px, mode="reflect")
+    return np.maximum(fine, _tubeness(g, 2.0 * sigma_px), out=fine)
+
+
+def _tubeness(g: np.ndarray, sigma_px: float) -> np.ndarray:
+    """sigma² x max(0, -smallest Hessian eigenvalue) of an image smoothed by sigma."""
     hrr = np.empty_like(g)
     hrr[1:-1] = g[2:] + g[:-2]
     hrr[1:-1] -= 2 * g[1:-1]
@@ -291,7 +300,6 @@ def _ridges(border: np.ndarray, sigma_px: float) -> np.ndarray:
     hcc[:, 0] = g[:, 1] - g[:, 0]
     hcc[:, -1] = g[:, -2] - g[:, -1]
     gr = np.gradient(g, axis=0)
-    del g
     hrc = np.gradient(gr, axis=1)
     del gr
     # smallest eigenvalue of [[hrr, hrc], [hrc, hcc]]
@@ -336,25 +344,22 @@ def _seeds(depth: np.ndarray, pixel_size_um: float, p: FiberParams) -> np.ndarra
     )
 
 
-def _flood(ridge: np.ndarray, seeds: np.ndarray, clearance: np.ndarray, pixel_size_um: float):
-    """Watershed of the ridge image from the seeds, labels 1..K in seed order.
+def _seed_discs(seeds: np.ndarray, clearance: np.ndarray, pixel_size_um: float):
+    """Marker image of the seeds grown to discs free of border, and the discs' interiors.
 
-    Each seed is first grown to the disc free of border pixels around it (radius: its
-    clearance less 1 µm), which the flood would fill from that seed anyway; only the
-    pixels outside the discs, plus the discs' rims, go through the priority queue,
-    which roughly halves the cost of the watershed.
+    Seed ``i`` becomes label ``i + 1`` on the disc of radius (its clearance less
+    1 µm), which any flood from that seed fills anyway. Interior disc pixels (all
+    4-neighbours in the same disc) need not go through a watershed's queue.
     """
-    shape = ridge.shape
+    shape = clearance.shape
     markers = np.zeros(shape, dtype=np.int32)
     radius = clearance[tuple(seeds.T)] / pixel_size_um - max(1.0 / pixel_size_um, 1.0)
     for i in np.argsort(radius):
         r0, c0 = seeds[i]
-        rad = radius[i]
-        if rad >= 2:
-            rr, cc = draw.disk((r0, c0), rad, shape=shape)
+        if radius[i] >= 2:
+            rr, cc = draw.disk((r0, c0), radius[i], shape=shape)
             markers[rr, cc] = i + 1
         markers[r0, c0] = i + 1
-    # interior disc pixels (all 4-neighbours in the same disc) skip the queue
     inner = markers > 0
     inner[1:] &= markers[1:] == markers[:-1]
     inner[:-1] &= markers[:-1] == markers[1:]
@@ -362,20 +367,25 @@ def _flood(ridge: np.ndarray, seeds: np.ndarray, clearance: np.ndarray, pixel_si
     inner[:, :-1] &= markers[:, :-1] == markers[:, 1:]
     inner[0] = inner[-1] = False
     inner[:, 0] = inner[:, -1] = False
-    basins = segmentation.watershed(ridge, markers, mask=~inner)
+    return markers, inner
+
+
+def _flood(image: np.ndarray, markers: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """Watershed of ``image`` from disc markers; only non-interior pixels are queued."""
+    basins = segmentation.watershed(image, markers, mask=~inner)
     basins[inner] = markers[inner]
     return basins
 
 
-def _pairs(labels: np.ndarray, values: np.ndarray, flags: np.ndarray | None = None):
-    """Adjacent label pairs (a < b) and statistics of their contacts.
+def _pairs(labels: np.ndarray, depth: np.ndarray, ridge: np.ndarray):
+    """Adjacent label pairs (a < b) with their depth saddle and ridge pass.
 
-    A contact is two 4-neighbouring pixels of the two labels; its value is the lower
-    of the two pixels' ``values``, and it is flagged when either pixel is in ``flags``.
-    Returns ``a, b``, the highest contact value per pair and, with ``flags``, the
-    fraction of the pair's contacts that are flagged.
+    A contact is two 4-neighbouring pixels of the two labels. Per pair: the highest,
+    over its contacts, of the lower depth of the two pixels (where the depth map
+    crosses the common boundary highest) and the lowest, over its contacts, of the
+    higher ridge value (the lowest point of the watershed line).
     """
-    keys, vals, hits = [], [], []
+    keys, lows, highs = [], [], []
     n1 = np.int64(labels.max()) + 1
     for sl_a, sl_b in (
         ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
@@ -385,74 +395,81 @@ def _pairs(labels: np.ndarray, values: np.ndarray, flags: np.ndarray | None = No
         hit = (la != lb) & (la > 0) & (lb > 0)
         la, lb = la[hit].astype(np.int64), lb[hit].astype(np.int64)
         keys.append(np.minimum(la, lb) * n1 + np.maximum(la, lb))
-        vals.append(np.minimum(values[sl_a][hit], values[sl_b][hit]))
-        if flags is not None:
-            hits.append(flags[sl_a][hit] | flags[sl_b][hit])
+        lows.append(np.minimum(depth[sl_a][hit], depth[sl_b][hit]))
+        highs.append(np.maximum(ridge[sl_a][hit], ridge[sl_b][hit]))
     key = np.concatenate(keys)
+    if key.size == 0:
+        empty = np.empty(0, np.int64)
+        return empty, empty, np.empty(0, np.float32), np.empty(0, np.float32)
     order = np.argsort(key, kind="stable")
     key = key[order]
-    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else np.empty(0, int)
-    top = np.maximum.reduceat(np.concatenate(vals)[order], first) if key.size else key * 0.0
-    out = [key[first] // n1, key[first] % n1, top]
-    if flags is not None:
-        on = np.concatenate(hits)[order].astype(np.int64)
-        count = np.diff(np.r_[first, key.size])
-        out.append(np.add.reduceat(on, first) / count if key.size else top)
-    return tuple(out)
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    saddle = np.maximum.reduceat(np.concatenate(lows)[order], first)
+    pass_ = np.minimum.reduceat(np.concatenate(highs)[order], first)
+    return key[first] // n1, key[first] % n1, saddle, pass_
 
 
-def _merge_unbordered(basins: np.ndarray, border_mask: np.ndarray, min_fraction: float):
-    """Merge neighbouring basins whose common boundary mostly misses the border.
-
-    Two seeds in one fiber give two basins split by a watershed line through the
-    cytoplasm; between two real fibers the line follows the border stain, apart
-    from gaps. Basins merge when less than ``min_fraction`` of their contacts lie on
-    the border mask.
-    """
-    if min_fraction <= 0 or basins.max() < 2:
-        return basins
-    zeros = np.zeros(basins.shape, dtype=np.float32)
-    a, b, _, frac = _pairs(basins, zeros, border_mask)
-    join = frac < min_fraction
-    if not join.any():
-        return basins
-    n = int(basins.max())
-    graph_ = sparse.coo_matrix(
-        (np.ones(int(join.sum()), bool), (a[join] - 1, b[join] - 1)), shape=(n, n)
-    )
-    _, comp = csgraph.connected_components(graph_, directed=False)
-    lut = np.concatenate([[0], comp + 1]).astype(np.int32)
-    return lut[basins]
-
-
-def _drop_shallow(
-    basins: np.ndarray, ridge: np.ndarray, depth: np.ndarray, seeds: np.ndarray, h_um: float
+def _drop_weak_seeds(
+    basins: np.ndarray,
+    ridge: np.ndarray,
+    depth: np.ndarray,
+    seeds: np.ndarray,
+    h_um: float,
+    domes: np.ndarray | None,
+    neck: float,
 ) -> np.ndarray:
-    """Remove the basins of seeds that are no h-dome, and re-flood their area.
+    """Remove the basins of seeds that no border separates from a neighbour; re-flood.
 
-    Basin ``i`` holds seed ``i - 1``, a maximum of the depth map. A seed whose depth
-    exceeds the pass to a deeper neighbouring seed by less than ``h_um`` (its
-    *dynamic* is below h, the h-maxima criterion) is dropped: two seeds in one
-    fiber, or a shallow seed in an interstitial patch. The pass is estimated as the
-    deepest point of the two basins' common boundary (exact where the boundary
-    crosses a gap in the border). The dropped basins are flooded again, locally,
-    from their neighbours over the ridge image, as if the seed had never been there.
+    Basin ``i`` was flooded from seed ``i - 1`` (a maximum of the depth map).
+
+    1. h-maxima: a seed whose depth exceeds the pass of the depth map towards a
+       deeper seed (``domes``: the watershed of the depth map) by less than ``h_um``
+       is dropped: two maxima of one fiber, or a shallow seed in an interstitial
+       patch.
+    2. Then, of two neighbouring basins, the one whose seed lies higher on the ridge
+       image is dropped when the lowest point of the ridge image on their common
+       boundary is below that seed level (no ridge higher than the seed separates it
+       from the neighbour, so a flood from single seed pixels reaches it from the
+       neighbour first) *and* the depth map crosses the boundary at more than half
+       ``neck`` times the seed's depth (a wide opening: not a gap in a border).
+
+    Dropped basins are flooded again, locally, from their neighbours over the ridge
+    image, as if their seeds had never been there.
     """
     n = len(seeds)
-    if h_um <= 0 or n < 2:
+    if n < 2:
         return basins
     peak = depth[tuple(seeds.T)]
-    a, b, saddle = _pairs(basins, depth)
-    a_low = (peak[a - 1] < peak[b - 1]) | ((peak[a - 1] == peak[b - 1]) & (a > b))
-    low = np.where(a_low, a, b)
+    level = ridge[tuple(seeds.T)]
     gone = np.zeros(n + 1, dtype=bool)
-    gone[low[saddle > peak[low - 1] - h_um]] = True
+    if h_um > 0 and domes is not None:
+        a, b, saddle, _ = _pairs(domes, depth, ridge)
+        a_low = (peak[a - 1] < peak[b - 1]) | ((peak[a - 1] == peak[b - 1]) & (a > b))
+        low = np.where(a_low, a, b)
+        gone[low[saddle > peak[low - 1] - h_um]] = True
+        basins = _reflood(basins, ridge, gone)
+    a, b, saddle, pass_ = _pairs(basins, depth, ridge)
+    a_high = (level[a - 1] > level[b - 1]) | ((level[a - 1] == level[b - 1]) & (a > b))
+    high = np.where(a_high, a, b)
+    if neck <= 0:
+        return basins
+    weak = (pass_ < level[high - 1]) & (saddle > neck * peak[high - 1])
+    gone2 = np.zeros(n + 1, dtype=bool)
+    gone2[high[weak]] = True
+    return _reflood(basins, ridge, gone2)
+
+
+def _reflood(basins: np.ndarray, ridge: np.ndarray, gone: np.ndarray) -> np.ndarray:
+    """Flood the basins flagged in ``gone`` (by label) again from their neighbours."""
     if not gone.any():
         return basins
     region = gone[basins]
-    markers = np.where(region, 0, basins)
     near = ndi.binary_dilation(region)
-    return segmentation.watershed(ridge, markers, mask=near) + np.where(near, 0, markers)
+    # only the ring around the dropped basins seeds the local flood (every marker
+    # pixel would otherwise enter the watershed's queue)
+    ring = np.where(near & ~region, basins, 0)
+    flooded = segmentation.watershed(ridge, ring, mask=near)
+    return np.where(region, flooded, basins)
 
 
 def _inner_edges(labels: np.ndarray) -> np.ndarray:
@@ -687,17 +704,20 @@ def segment_fibers(
     ridge = _ridges(border, max(p.ridge_sigma_um / pixel_size_um, 0.7))
     bmask = _border_mask(ridge, p.ridge_threshold_mad)
     clearance = ndi.distance_transform_edt(~bmask, sampling=pixel_size_um).astype(np.float32)
+    del bmask
     depth = _depth(clearance, pixel_size_um)
     seeds = _seeds(depth, pixel_size_um, p)
     if len(seeds) == 0:
         return np.zeros(border.shape, dtype=np.int32)
-    basins = _flood(ridge, seeds, clearance, pixel_size_um)
+    discs, inner = _seed_discs(seeds, clearance, pixel_size_um)
     del clearance
-    basins = _drop_shallow(basins, ridge, depth, seeds, p.seed_h_um)
+    basins = _flood(ridge, discs, inner)
+    domes = _flood(-depth, discs, inner) if p.seed_h_um > 0 else None
+    del discs, inner
+    basins = _drop_weak_seeds(
+        basins, ridge, depth, seeds, p.seed_h_um, domes, p.seed_neck_fraction
+    )
     del ridge, depth
-    basins = _merge_unbordered(basins, bmask, p.min_border_fraction)
-    del bmask
-    basins = segmentation.relabel_sequential(basins)[0].astype(np.int32, copy=False)
     fibers, core_level, rim_level = _outline(
         basins, raw, border, pixel_size_um, p.outline_fraction, max(4.0, 4 * p.ridge_sigma_um)
     )
