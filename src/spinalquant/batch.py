@@ -232,7 +232,9 @@ def _analyse_and_write(
     override = None
     if cfg.image.pixel_size_um is not None and cfg.image.override_pixel_size:
         override = cfg.image.pixel_size_um
-    stack = load(item.path, pixel_size_um=override, require_pixel_size=False)
+    budget = int(cfg.image.memory_budget_mb * 2**20)
+    stack = load(item.path, pixel_size_um=override, require_pixel_size=False,
+                 dask_threshold_bytes=budget // 2)
     if stack.pixel_size_um[1] is None:
         if cfg.image.pixel_size_um is None:
             from .errors import PixelSizeError
@@ -254,20 +256,30 @@ def _analyse_and_write(
             roi = roi_mask(paths, shape_yx=stack.shape[2:])
             roi_files = [p.name for p in paths]
 
+    from .tiling import analyze_tiled, decimated, needs_tiling
+
     t = time.perf_counter()
-    res = analyze(stack, cfg, roi_mask=roi)
+    tiled = needs_tiling(stack, memory_budget_bytes=budget)
+    if tiled:
+        res = analyze_tiled(stack, cfg, roi_mask=roi, tile_um=cfg.image.tile_um)
+    else:
+        res = analyze(stack, cfg, roi_mask=roi)
     timings["analyze_s"] = time.perf_counter() - t
+    # images analysed in tiles: labels and QC written downsampled (<= 4096 px a side);
+    # the tables are always full resolution
+    picture = decimated(res) if tiled else res
 
     t = time.perf_counter()
     stem = output_stem(item.image)
-    if cfg.output.labels and res.labels:
+    if cfg.output.labels and picture.labels:
         (out / "labels" / stem).parent.mkdir(parents=True, exist_ok=True)
-        save_labels(out / "labels" / f"{stem}.ome.tif", res.labels, pixel_size_um=res.pixel_size_um)
+        save_labels(out / "labels" / f"{stem}.ome.tif", picture.labels,
+                    pixel_size_um=picture.pixel_size_um)
     if cfg.output.qc:
         from .report import save_qc_png
 
         (out / "qc" / stem).parent.mkdir(parents=True, exist_ok=True)
-        save_qc_png(out / "qc" / f"{stem}.png", res, title=item.image)
+        save_qc_png(out / "qc" / f"{stem}.png", picture, title=item.image)
     timings["write_s"] = time.perf_counter() - t
 
     row = {"image": item.image, "status": "ok", "error": "", "section": res.section,
@@ -276,6 +288,7 @@ def _analyse_and_write(
     _write_part(out, item, row, tables, {
         "status": "ok", "input_hash": digest, "params_hash": phash, "section": res.section,
         "timings": timings, "roi_files": roi_files, "version": __version__, "format": _PART_FORMAT,
+        "tiled": tiled,
     })
     counts = {k: row.get(k) for k in ("n_gfp_cells", "n_motor_neurons", "n_fibers") if row.get(k) is not None}
     return Outcome(item.image, "ok", input_hash=digest, timings=timings, section=res.section,

@@ -52,6 +52,12 @@ class ImageParams:
         "2d" analyses the projection; "3d" segments GFP+ cells in 3-D so that
         a cell spanning several planes is counted once (other kinds still use
         the projection).
+    memory_budget_mb : float
+        Images whose analysis would need more memory than this (estimated
+        from their size) are read lazily and analysed in overlapping tiles,
+        each object counted once.
+    tile_um : float
+        Side of the tiles (µm) used for such images.
     """
 
     pixel_size_um: float | None = None
@@ -59,6 +65,8 @@ class ImageParams:
     override_pixel_size: bool = False
     projection: str = "max"
     mode: str = "2d"
+    memory_budget_mb: float = 3072.0
+    tile_um: float = 700.0
 
     def __post_init__(self) -> None:
         if self.projection not in ("max", "mean", "best"):

@@ -402,6 +402,38 @@ def _subsample_index(lo: int, hi: int, k: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ public
+def _global_bleed_through(stack: Stack, cfg: Config, px: float, max_pixels: int,
+                          say: Callable[[str], None]) -> Config:
+    """Fix the GFP→GFAP bleed-through coefficient once for the whole image.
+
+    Estimated per tile it would vary with the few cells each tile holds, and
+    a cell's GFAP call would depend on the tiling. The estimate uses a plane
+    sampled every ``k``-th pixel (at most ``max_pixels``), which is plenty for
+    a per-cell intensity ratio.
+    """
+    from .pipeline import _has
+    from .segment.gfp_cells import estimate_bleed_through, segment_gfp_cells
+
+    if cfg.gfap_positivity.bleed_coefficient is not None:
+        return cfg
+    if not (_has(stack, cfg, "gfp") and _has(stack, cfg, "gfap")):
+        return cfg
+    say("GFP→GFAP bleed-through (whole image)")
+    h, w = stack.shape[2:]
+    k = max(1, math.ceil(math.sqrt(h * w / max_pixels)))
+    planes = []
+    for m in ("gfp", "gfap"):
+        ch = stack.channel(cfg.marker(m), cfg.aliases)[:, ::k, ::k]
+        planes.append(np.asarray(ch.max(axis=0).compute() if hasattr(ch, "compute") else ch.max(axis=0)))
+    gfp, gfap = planes
+    labels = segment_gfp_cells(gfp, pixel_size_um=px * k, params=cfg.gfp_cells)
+    if labels.max() == 0:
+        return cfg
+    coef = float(estimate_bleed_through(gfp, gfap, labels=labels, pixel_size_um=px * k))
+    return dataclasses.replace(
+        cfg, gfap_positivity=dataclasses.replace(cfg.gfap_positivity, bleed_coefficient=coef))
+
+
 def analyze_tiled(
     stack: Stack,
     config: Config | None = None,
@@ -488,6 +520,8 @@ def analyze_tiled(
         if getattr(cfg.fibers, "exclude_border", None) is not None:
             tile_cfg = dataclasses.replace(
                 tile_cfg, fibers=dataclasses.replace(cfg.fibers, exclude_border=False))
+    if kind == "cord":
+        tile_cfg = _global_bleed_through(stack, tile_cfg, px, coloc_max_pixels, say)
     best = _best_planes(stack.data, tiles) if (
         cfg.image.projection == "best" and stack.shape[1] > 1 and cfg.image.mode != "3d") else None
 
