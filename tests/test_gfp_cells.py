@@ -22,14 +22,39 @@ from spinalquant.segment.gfp_cells import (
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+# ------------------------------------------------------------- helpers
+def _area_errors(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Relative area error (pred / truth - 1) of every pair matched at IoU > 0.5 (unique)."""
+    p_ids, p_inv = np.unique(pred.ravel(), return_inverse=True)
+    t_ids, t_inv = np.unique(truth.ravel(), return_inverse=True)
+    pair, inter = np.unique(p_inv.astype(np.int64) * len(t_ids) + t_inv, return_counts=True)
+    pi, ti = np.divmod(pair, len(t_ids))
+    pa, ta = np.bincount(p_inv), np.bincount(t_inv)
+    ok = (p_ids[pi] != 0) & (t_ids[ti] != 0)
+    pi, ti, inter = pi[ok], ti[ok], inter[ok]
+    good = inter / (pa[pi] + ta[ti] - inter) > 0.5
+    return pa[pi[good]] / ta[ti[good]] - 1.0
+
+
+def test_area_error_helper():
+    t = np.zeros((20, 20), int)
+    t[2:8, 2:8] = 1
+    t[10:18, 10:18] = 2
+    p = np.zeros_like(t)
+    p[2:8, 2:9] = 5
+    p[0:2, 0:2] = 6
+    np.testing.assert_allclose(_area_errors(p, t), [42 / 36 - 1])
+
+
 # ------------------------------------------------------------- real nuclei
-def test_stardist_dsb2018_f1():
-    """DSB2018 nuclei as stand-in GFP cells.
+def test_stardist_dsb2018_f1_and_area():
+    """DSB2018 nuclei as stand-in GFP cells, default parameters.
 
     The image has no calibration; 1.5 µm/px makes the median nucleus (64 px)
     about 13.5 µm across, inside the 8–16 µm range of GFP+ cell bodies. Eight
     of the 65 annotations are faint 21-px discs barely above background, so
-    F1 ≈ 0.93 is the ceiling for an intensity-threshold method.
+    F1 ≈ 0.93 is the ceiling for an intensity-threshold method. The
+    annotations run a little outside the half maximum (area bias ≈ -10 %).
     """
     folder = DATA / "stardist_dsb2018"
     if not (folder / "tests_img2d.tif").exists():
@@ -37,12 +62,15 @@ def test_stardist_dsb2018_f1():
     tifffile = pytest.importorskip("tifffile")
     img = tifffile.imread(folder / "tests_img2d.tif")
     truth = tifffile.imread(folder / "tests_mask2d.tif")
-    params = GfpCellParams(split="intensity", min_separation_um=4.0)
-    lab = segment_gfp_cells(img, pixel_size_um=1.5, params=params)
+    lab = segment_gfp_cells(img, pixel_size_um=1.5)
     r = match_labels(lab, truth, iou=0.5)
+    err = _area_errors(lab, truth)
     assert r["f1"] >= 0.85, r
-    # the default (distance) split is close behind
-    r2 = match_labels(segment_gfp_cells(img, pixel_size_um=1.5), truth, iou=0.5)
+    assert np.mean(np.abs(err)) <= 0.15, np.mean(err)
+    assert abs(np.mean(err)) <= 0.12, np.mean(err)
+    # the intensity split is close behind
+    params = GfpCellParams(split="intensity", min_separation_um=4.0)
+    r2 = match_labels(segment_gfp_cells(img, pixel_size_um=1.5, params=params), truth, iou=0.5)
     assert r2["f1"] >= 0.80, r2
 
 
@@ -78,13 +106,20 @@ def _evaluate(seed, snr, n_cells, px, *, n_granules=20, shape=(640, 640)):
     if len(spurious) and len(gr):
         d = np.hypot(*(spurious[:, None, :] - gr[None, :, :]).transpose(2, 0, 1))
         on_granule = int(np.sum(d.min(axis=1) < 3.0))
-    return m, len(table), len(truth), pct, pct_true, on_granule, pos
+    err = _area_errors(lab, t_lab)
+    return m, len(table), len(truth), pct, pct_true, on_granule, pos, err
 
 
-def _check(seed, snr, n_cells, px, **kw):
-    m, n_pred, n_true, pct, pct_true, on_granule, pos = _evaluate(seed, snr, n_cells, px, **kw)
-    msg = f"seed={seed} snr={snr} n={n_cells} px={px}: {m} pct={pct:.1f} vs {pct_true:.1f}"
+def _check(seed, snr, n_cells, px, *, max_area_error=0.10, **kw):
+    m, n_pred, n_true, pct, pct_true, on_granule, pos, err = _evaluate(seed, snr, n_cells, px, **kw)
+    area = float(np.mean(np.abs(err)))
+    msg = (f"seed={seed} snr={snr} n={n_cells} px={px}: {m} pct={pct:.1f} vs {pct_true:.1f} "
+           f"|area error|={area:.3f} bias={np.mean(err):+.3f}")
     assert m["f1"] >= 0.95, msg
+    # each matched cell's area within 10 % on average, and no systematic bias
+    assert len(err) >= 0.9 * n_true, msg
+    assert area <= max_area_error, msg
+    assert abs(np.mean(err)) <= 0.06, msg
     assert abs(n_pred - n_true) <= max(1, 0.05 * n_true), msg
     assert abs(pct - pct_true) <= 3.0, msg
     assert on_granule == 0, msg
@@ -101,11 +136,12 @@ def test_phantom_accuracy(seed, snr, n_cells, px):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [10, 11])
-@pytest.mark.parametrize("snr", [3.0, 6.0, 12.0])
+@pytest.mark.parametrize("snr", [3.0, 4.0, 8.0, 16.0])
 @pytest.mark.parametrize(("n_cells", "px"), [(30, 0.3), (60, 0.5), (60, 0.7)])
 def test_phantom_accuracy_sweep(seed, snr, n_cells, px):
     shape = (900, 900) if px < 0.4 else (640, 640)
-    _check(seed, snr, n_cells, px, n_granules=40, shape=shape)
+    # below SNR 4 the outline is noisier; the 10 % target holds from SNR 4 up
+    _check(seed, snr, n_cells, px, n_granules=40, shape=shape, max_area_error=0.10 if snr >= 4 else 0.14)
 
 
 def test_bleed_through_estimate_on_phantom():

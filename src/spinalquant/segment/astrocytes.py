@@ -1,17 +1,23 @@
 """GFAP+ astrocytes: soma detection and GFAP area fraction (astrogliosis).
 
 An astrocyte in GFAP immunofluorescence is a small bright soma with thin,
-bright, branching processes. Thresholding GFAP alone gives one connected
-network, so somata are found as the *locally thick* bright parts:
+bright, branching processes, on a meshwork of processes of cells outside the
+section. Thresholding GFAP alone gives one connected network, so somata are
+found as the *locally thick* bright parts:
 
 1. background removal (:func:`~spinalquant.segment.gfp_cells.background_residual`);
 2. a grey opening with a disk of radius ``process_width_um`` removes every
-   structure thinner than about twice that (the processes), keeping somata;
+   structure thinner than about twice that (processes, meshwork), keeping somata;
 3. the opened image is smoothed at soma scale and thresholded at
    ``max(Otsu, median + noise_k · σ)``, σ the MAD noise of the smoothed opened image;
 4. maxima of the smoothed opened image at least ``min_separation_um`` apart
-   seed a watershed restricted to that mask; objects smaller than
-   ``min_area_um2`` are dropped.
+   seed a watershed in each connected part of that mask;
+5. each soma is outlined at half its own brightness above its local
+   background (as GFP+ cells, :mod:`~spinalquant.segment.gfp_cells`), then
+   opened with a disk of ``trim_fraction`` × ``soma_diameter_um``: bright
+   process bases and meshwork bundles, thinner than a soma, are cut off, so
+   neither the centroid nor the area drifts along a process; objects smaller
+   than ``min_area_um2`` are dropped.
 """
 
 from __future__ import annotations
@@ -21,14 +27,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters
-from skimage.morphology import disk
 
 from ..errors import ConfigError
 from .gfp_cells import (
+    GfpCellParams,
+    _cells,
     _check_plane,
     _check_px,
+    _ellipsoid,
     _filter_and_relabel,
-    _split,
     background_residual,
     pixel_noise,
     robust_sigma,
@@ -46,8 +53,8 @@ class AstrocyteParams:
     soma_diameter_um : float
         Typical GFAP+ soma diameter.
     process_width_um : float
-        Radius of the opening disk: structures thinner than about twice this
-        (processes) are removed before soma detection.
+        Radius of the grey opening disk: structures thinner than about twice
+        this (processes, the GFAP meshwork) are removed before soma detection.
     min_area_um2 : float
         Smallest soma kept.
     background_size_um : float
@@ -56,20 +63,37 @@ class AstrocyteParams:
         Noise floor of the threshold, in σ above the median.
     min_separation_um : float
         Smallest distance between two somata (0 = 0.6 · soma_diameter_um).
+    edge_fraction : float
+        Each soma is outlined at this fraction of its own brightness above its
+        local background (half maximum).
+    max_grow_um : float
+        How far an outline may grow beyond the detection mask.
+    trim_fraction : float
+        Each outline is opened with a disk of this fraction of
+        ``soma_diameter_um``: process bases and meshwork bundles narrower than
+        that are cut off, so the soma's centroid and area are its own
+        (0 = no trimming).
     """
 
     soma_diameter_um: float = 8.0
-    process_width_um: float = 1.2
+    process_width_um: float = 2.0
     min_area_um2: float = 15.0
     background_size_um: float = 40.0
     noise_k: float = 4.0
     min_separation_um: float = 0.0
+    edge_fraction: float = 0.5
+    max_grow_um: float = 1.0
+    trim_fraction: float = 0.7
 
     def __post_init__(self) -> None:
         for key in ("soma_diameter_um", "process_width_um"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"[astrocytes] {key} must be positive; got {getattr(self, key)}")
-        for key in ("min_area_um2", "background_size_um", "min_separation_um"):
+        if not 0 <= self.edge_fraction < 1:
+            raise ConfigError(f"[astrocytes] edge_fraction must be in [0, 1); got {self.edge_fraction}")
+        if not 0 <= self.trim_fraction <= 1:
+            raise ConfigError(f"[astrocytes] trim_fraction must be in [0, 1]; got {self.trim_fraction}")
+        for key in ("min_area_um2", "background_size_um", "min_separation_um", "max_grow_um"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"[astrocytes] {key} must be ≥ 0; got {getattr(self, key)}")
 
@@ -108,18 +132,21 @@ def segment_astrocytes(
     resid = background_residual(
         img, spacing=(px, px), smooth_sigma_um=0.0, background_size_um=params.background_size_um
     )
-    r = max(1, round(params.process_width_um / px))
-    opened = ndi.grey_opening(resid, footprint=disk(r))
+    opened = ndi.grey_opening(resid, footprint=_ellipsoid(params.process_width_um, (px, px)))
     smooth = ndi.gaussian_filter(opened, sigma=max(0.5, params.soma_diameter_um / 8 / px))
-    sample = smooth.ravel()[:: max(1, smooth.size // 1_000_000)]
+    sample = smooth.ravel()[:: max(1, smooth.size // 500_000)]
     med = float(np.median(sample))
-    sigma = robust_sigma(sample)
-    floor = med + params.noise_k * sigma
+    floor = med + params.noise_k * robust_sigma(sample)
     thr = max(float(filters.threshold_otsu(sample)), floor) if np.ptp(sample) > 0 else floor
-    mask = smooth > thr
-    min_sep = params.min_separation_um or 0.6 * params.soma_diameter_um
-    lab = _split(mask, smooth, spacing=(px, px), min_sep_um=min_sep, how="intensity")
-    return _filter_and_relabel(lab, min_px=params.min_area_um2 / (px * px), max_px=0)
+    cell = GfpCellParams(
+        cell_diameter_um=params.soma_diameter_um,
+        min_separation_um=params.min_separation_um or 0.6 * params.soma_diameter_um,
+        split="intensity", edge_fraction=params.edge_fraction, max_grow_um=params.max_grow_um,
+        trim_um=0.5 * params.trim_fraction * params.soma_diameter_um,
+    )
+    min_px = params.min_area_um2 / (px * px)
+    lab = _cells(smooth, smooth > thr, spacing=(px, px), params=cell, min_px=min_px, fallback=med)
+    return _filter_and_relabel(lab, min_px=min_px, max_px=0)
 
 
 def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float = 3.0,
