@@ -415,7 +415,6 @@ def _drop_weak_seeds(
     depth: np.ndarray,
     seeds: np.ndarray,
     h_um: float,
-    domes: np.ndarray | None,
     neck: float,
 ) -> np.ndarray:
     """Remove the basins of seeds that no border separates from a neighbour; re-flood.
@@ -423,9 +422,10 @@ def _drop_weak_seeds(
     Basin ``i`` was flooded from seed ``i - 1`` (a maximum of the depth map).
 
     1. h-maxima: a seed whose depth exceeds the pass of the depth map towards a
-       deeper seed (``domes``: the watershed of the depth map) by less than ``h_um``
-       is dropped: two maxima of one fiber, or a shallow seed in an interstitial
-       patch.
+       deeper neighbouring seed by less than ``h_um`` is dropped: two maxima of one
+       fiber, or a shallow seed in an interstitial patch. The pass is estimated as
+       the deepest point of the depth map on the basins' common boundary (exact where
+       the boundary crosses a gap in the border, an upper bound elsewhere).
     2. Then, of two neighbouring basins, the one whose seed lies higher on the ridge
        image is dropped when the lowest point of the ridge image on their common
        boundary is below that seed level (no ridge higher than the seed separates it
@@ -442,8 +442,8 @@ def _drop_weak_seeds(
     peak = depth[tuple(seeds.T)]
     level = ridge[tuple(seeds.T)]
     gone = np.zeros(n + 1, dtype=bool)
-    if h_um > 0 and domes is not None:
-        a, b, saddle, _ = _pairs(domes, depth, ridge)
+    if h_um > 0:
+        a, b, saddle, _ = _pairs(basins, depth, ridge)
         a_low = (peak[a - 1] < peak[b - 1]) | ((peak[a - 1] == peak[b - 1]) & (a > b))
         low = np.where(a_low, a, b)
         gone[low[saddle > peak[low - 1] - h_um]] = True
@@ -712,11 +712,8 @@ def segment_fibers(
     discs, inner = _seed_discs(seeds, clearance, pixel_size_um)
     del clearance
     basins = _flood(ridge, discs, inner)
-    domes = _flood(-depth, discs, inner) if p.seed_h_um > 0 else None
     del discs, inner
-    basins = _drop_weak_seeds(
-        basins, ridge, depth, seeds, p.seed_h_um, domes, p.seed_neck_fraction
-    )
+    basins = _drop_weak_seeds(basins, ridge, depth, seeds, p.seed_h_um, p.seed_neck_fraction)
     del ridge, depth
     fibers, core_level, rim_level = _outline(
         basins, raw, border, pixel_size_um, p.outline_fraction, max(4.0, 4 * p.ridge_sigma_um)
