@@ -48,7 +48,7 @@ from skimage import color, draw, filters, measure, morphology, segmentation
 from skimage.feature import peak_local_max
 
 from ..errors import ImageContentError
-from ..measure.morphology import _label_geometry
+from ..measure.morphology import _label_geometry, _runs
 
 __all__ = ["FiberParams", "border_image", "segment_fibers"]
 
@@ -723,6 +723,60 @@ def segment_fibers(
     return _reject(fibers, border, core_level, rim_level, pixel_size_um, p, drop_edge)
 
 
+def _solidity(labels: np.ndarray, enough: float):
+    """Labels, pixel areas and solidities (area / pixel-corner hull area).
+
+    The hull lies inside each label's bounding octagon (extremes of r, c, r + c and
+    r - c over its pixel corners), whose area follows from its runs; labels whose
+    area / octagon area already reaches ``enough`` get that lower bound, the others
+    their exact hull area (one convex hull per label).
+    """
+    n = int(labels.max(initial=0))
+    lab, r, cs, ce = _runs(labels, 0)
+    big = np.iinfo(np.int64).max
+    ext = {}
+    for name, vals, ufunc, init in (
+        ("r0", r, np.minimum, big),
+        ("r1", r, np.maximum, -big),
+        ("c0", cs, np.minimum, big),
+        ("c1", ce, np.maximum, -big),
+        ("u0", r + cs, np.minimum, big),
+        ("u1", r + ce, np.maximum, -big),
+        ("v0", r - ce, np.minimum, big),
+        ("v1", r - cs, np.maximum, -big),
+    ):
+        acc = np.full(n + 1, init, dtype=np.int64)
+        ufunc.at(acc, lab, vals.astype(np.int64))
+        ext[name] = acc.astype(np.float64)
+    area = np.bincount(lab, weights=(ce - cs + 1).astype(np.float64), minlength=n + 1)
+    present = np.flatnonzero(area[1:] > 0) + 1
+    e = {k: v[present] for k, v in ext.items()}
+    top, bottom = e["r0"] - 0.5, e["r1"] + 0.5
+    left, right = e["c0"] - 0.5, e["c1"] + 0.5
+    legs = (
+        np.maximum(e["u0"] - 1 - (top + left), 0),  # top-left, cut by r + c >= u0 - 1
+        np.maximum(e["v0"] - 1 - (top - right), 0),  # top-right, r - c >= v0 - 1
+        np.maximum((bottom - left) - (e["v1"] + 1), 0),  # bottom-left, r - c <= v1 + 1
+        np.maximum((bottom + right) - (e["u1"] + 1), 0),  # bottom-right, r + c <= u1 + 1
+    )
+    width, height = right - left, bottom - top
+    box = width * height
+    tl_, tr_, bl_, br_ = legs
+    separate = (
+        (tl_ + tr_ <= width) & (bl_ + br_ <= width) & (tl_ + bl_ <= height) & (tr_ + br_ <= height)
+    )
+    octagon = np.where(separate, box - (tl_**2 + tr_**2 + bl_**2 + br_**2) / 2, box)
+    a = area[present]
+    solidity = a / octagon
+    unsure = solidity < enough
+    if unsure.any():
+        lut = np.zeros(n + 1, dtype=labels.dtype)
+        lut[present[unsure]] = present[unsure]
+        geo = _label_geometry(lut[labels], 1.0, perimeter=False)
+        solidity[unsure] = geo["area_px"] / geo["hull_area"]
+    return present, a, solidity
+
+
 def _reject(
     fibers: np.ndarray,
     border: np.ndarray,
@@ -732,10 +786,8 @@ def _reject(
     p: FiberParams,
     drop_edge: bool,
 ) -> np.ndarray:
-    geo = _label_geometry(fibers, 1.0, perimeter=False)
-    lab = geo["label"]
-    area_um2 = geo["area_px"] * pixel_size_um**2
-    solidity = geo["area_px"] / geo["hull_area"]
+    lab, area_px, solidity = _solidity(fibers, p.min_solidity)
+    area_um2 = area_px * pixel_size_um**2
     keep = (area_um2 >= p.min_area_um2) & (area_um2 <= p.max_area_um2)
     keep &= solidity >= p.min_solidity
     if lab.size:
