@@ -410,8 +410,18 @@ def _split(mask: np.ndarray, resid: np.ndarray, *, spacing, min_sep_um: float, h
     return out
 
 
+def _open_disk(obj: np.ndarray, radius_um: float, spacing) -> np.ndarray:
+    """Binary opening with a disk (ball) of ``radius_um``; by distance transforms when large."""
+    footprint = _ellipsoid(radius_um, spacing)
+    if footprint.size < 49:
+        return ndi.binary_opening(obj, structure=footprint)
+    # erosion = points deeper than r, dilation = points within r of those
+    core = ndi.distance_transform_edt(obj, sampling=spacing) > radius_um
+    return ndi.distance_transform_edt(~core, sampling=spacing) <= radius_um
+
+
 def _outline(local: np.ndarray, m: int, sub: np.ndarray, values: np.ndarray, *, spacing,
-             fraction: float, ring: tuple[float, float], grow_um: float, trim, fallback: float):
+             fraction: float, ring: tuple[float, float], grow_um: float, trim: float, fallback: float):
     """Cut each object of one component at ``fraction`` of its own brightness (see module doc)."""
     comp = local > 0
     free = sub == 0
@@ -430,8 +440,8 @@ def _outline(local: np.ndarray, m: int, sub: np.ndarray, values: np.ndarray, *, 
             out[(local == j) & (out == 0)] = j
             continue
         obj = (basins == j) & (values > bg + fraction * (top - bg))
-        if trim is not None:
-            obj = ndi.binary_opening(obj, structure=trim)
+        if trim > 0:
+            obj = _open_disk(obj, trim, spacing)
         pieces, k = ndi.label(obj)
         if k == 0:
             continue
@@ -470,13 +480,16 @@ def _cells(resid: np.ndarray, mask: np.ndarray, *, spacing, params: GfpCellParam
     ring = (1.0, params.granule_ring_um)
     reach = max(ring[0] + ring[1], params.max_grow_um) if frac > 0 else 0.0
     margin = np.ceil(reach / spacing).astype(int) + 2
-    trim = _ellipsoid(params.trim_um, spacing) if (frac > 0 and params.trim_um > 0) else None
-    if trim is not None and trim.size == 1:
-        trim = None
+    trim = params.trim_um if frac > 0 and _ellipsoid(params.trim_um, spacing).size > 1 else 0.0
+    skip_px = max(2.0, 0.25 * min_px)
+    if trim > 0 and mask.ndim == 2:
+        # a component must hold the trim disk once grown by max_grow_um
+        r_um = max(params.trim_um - params.max_grow_um, 0.0)
+        skip_px = max(skip_px, np.pi * r_um**2 / float(np.prod(spacing)))
     next_id = 0
     for c, sl in enumerate(ndi.find_objects(cc), start=1):
-        if areas[c] < max(2.0, 0.25 * min_px):
-            continue  # a speck that no outline can make a cell
+        if areas[c] < skip_px:
+            continue  # a speck that no outline can make a cell, or the trim would erase
         box = _box(sl, margin, mask.shape)
         sub = cc[box]
         comp = sub == c
@@ -485,7 +498,7 @@ def _cells(resid: np.ndarray, mask: np.ndarray, *, spacing, params: GfpCellParam
         if frac > 0:
             local = _outline(local, m, np.where(comp, 0, sub), vals, spacing=spacing, fraction=frac,
                              ring=ring, grow_um=params.max_grow_um, trim=trim, fallback=fallback)
-            if params.split != "none":
+            if params.split == "distance":
                 # the tighter outline shows the neck between touching cells that the
                 # detection mask filled in: split each outline once more
                 local, m = _resplit(local, m, vals, spacing=spacing, min_sep_um=min_sep, how=params.split)
