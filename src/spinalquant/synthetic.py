@@ -845,7 +845,11 @@ def make_cord_section(
             if (key, b) in proc_pts:
                 pts = np.concatenate([q for q, _ in proc_pts[key, b]])
                 w = np.concatenate([ww for _, ww in proc_pts[key, b]])
-                spec += t_proc * sp_fft.rfft2(_splat(shape, p, pts, w), s=fshape)
+                # the splat sums line weight per pixel (∝ p); dividing by the pixel
+                # area makes it an intensity, so thin processes look the same at
+                # every pixel size (calibrated to their look at 0.5 µm/px)
+                dens = _splat(shape, p, pts, w) * np.float32((0.5 / p) ** 2)
+                spec += t_proc * sp_fft.rfft2(dens, s=fshape)
             spectra.append(spec)
         for zi in range(n_z):
             spec = sum(t_defocus[abs(zi - b)] * spectra[b] for b in range(n_z))
