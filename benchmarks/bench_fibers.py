@@ -11,8 +11,8 @@ a fresh process so that timings and peak memory do not leak between steps,
 
 and the table shows both times, their ratio, the time per megapixel, peak memory, the
 fiber count and F1 (IoU 0.5) against the phantom truth, plus the slope of log(time) vs
-log(pixels) (1 = linear). Sizes whose predicted peak memory (from the previous size,
-scaled by area) exceeds ``--max-mem-gb`` are skipped. Results go to
+log(pixels) (1 = linear). A fibers process whose resident memory passes
+``--max-mem-gb`` (default 8) is stopped and its size reported as skipped. Results go to
 ``benchmarks/results/fibers.json``.
 
 Usage::
@@ -90,17 +90,38 @@ def _worker_fibers(path: str, out_labels: str) -> dict:
     }
 
 
-def _spawn(*args: str) -> dict:
-    out = subprocess.run(
+def _vm_rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _spawn(*args: str, max_mem_mb: float = float("inf")) -> dict | None:
+    """Run one worker step in a fresh process; None if it exceeded ``max_mem_mb``."""
+    proc = subprocess.Popen(
         [sys.executable, __file__, "--worker", *args],
-        check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    while proc.poll() is None:
+        if _vm_rss_mb(proc.pid) > max_mem_mb:
+            proc.kill()
+            proc.communicate()
+            return None
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {args[0]} failed:\n{err}")
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def _run(size: int, seed: int, tmp: Path) -> dict:
+def _run(size: int, seed: int, tmp: Path, max_mem_mb: float) -> dict | None:
     import tifffile
 
     from spinalquant.measure.matching import match_labels
@@ -124,7 +145,9 @@ def _run(size: int, seed: int, tmp: Path) -> dict:
     del img
     base = _spawn("baseline", str(path))
     labels_path = tmp / f"labels_{size}.npy"
-    fib = _spawn("fibers", str(path), str(labels_path))
+    fib = _spawn("fibers", str(path), str(labels_path), max_mem_mb=max_mem_mb)
+    if fib is None:
+        return None
     f1 = match_labels(np.load(labels_path), tl, iou=0.5)["f1"]
     mp = size * size / 1e6
     return {
@@ -175,14 +198,15 @@ def main(argv: list[str] | None = None) -> None:
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
         for size in sorted(args.sizes):
-            if rows:
-                last = rows[-1]
-                predicted = last["peak_rss_mb"] * (size / last["size_px"]) ** 2 / 1024
-                if predicted > args.max_mem_gb:
-                    print(f"{size:>6} skipped: predicted peak {predicted:.1f} GB", flush=True)
-                    skipped.append({"size_px": size, "predicted_peak_gb": round(predicted, 1)})
-                    continue
-            r = _run(size, args.seed, Path(tmp))
+            r = _run(size, args.seed, Path(tmp), args.max_mem_gb * 1024)
+            if r is None:
+                print(f"{size:>6} stopped: peak memory above {args.max_mem_gb:g} GB", flush=True)
+                skipped.append({"size_px": size, "reason": f"peak RSS > {args.max_mem_gb} GB"})
+                continue
+            if r["peak_rss_mb"] > args.max_mem_gb * 1024:  # a peak between two polls
+                print(f"{size:>6} over limit: peak {r['peak_rss_mb'] / 1024:.1f} GB", flush=True)
+                skipped.append({**r, "reason": f"peak RSS > {args.max_mem_gb} GB"})
+                continue
             rows.append(r)
             print(
                 f"{r['size_px']:>6} {r['megapixels']:>6.1f} {r['n_fibers']:>7} "
