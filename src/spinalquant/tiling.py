@@ -51,6 +51,7 @@ from .pipeline import (
     MUSCLE_FIGURES,
     TABLE_COLUMNS,
     Results,
+    _pixel_size,
     analyze,
     detect_section,
     empty_table,
@@ -308,15 +309,6 @@ def _tile_stack(stack: Stack, tile: Tile, cfg: Config, best: list[int] | None) -
 
 
 # ----------------------------------------------------------------- merging
-def _pixel_size(stack: Stack, cfg: Config) -> float:
-    if cfg.image.override_pixel_size and cfg.image.pixel_size_um:
-        return float(cfg.image.pixel_size_um)
-    _, y, x = stack.pixel_size_um
-    if (y is None or x is None) and cfg.image.pixel_size_um:
-        return float(cfg.image.pixel_size_um)
-    return stack.yx_um
-
-
 def _in_core(df: pd.DataFrame, tile: Tile, px: float) -> np.ndarray:
     """Rows whose (global) centroid falls in the tile's core (half-open, in pixels)."""
     y0, y1, x0, x1 = tile.core
