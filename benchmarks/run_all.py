@@ -763,7 +763,6 @@ def run_coloc_sq(cases: list[dict]) -> dict:
 
     t0 = time.perf_counter()
     outputs, compute = {}, {}
-    import resource
 
     for c in cases:
         t1 = time.perf_counter()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .config import Config, load_config
 from .errors import (
     ConfigError,
     ImageContentError,
@@ -26,15 +27,21 @@ from .errors import (
     PixelSizeError,
     SpinalquantError,
 )
-from .stack import Stack
-from .config import Config, load_config
 from .io import load, load_labels, save_labels, save_stack
 from .pipeline import Results, analyze, detect_section
+from .stack import Stack
 
 __all__ = [
     "Config",
     "ConfigError",
+    "ImageContentError",
+    "LoadError",
+    "MissingChannelError",
+    "PixelSizeError",
     "Results",
+    "SpinalquantError",
+    "Stack",
+    "__version__",
     "analyze",
     "detect_section",
     "load",
@@ -42,11 +49,4 @@ __all__ = [
     "load_labels",
     "save_labels",
     "save_stack",
-    "ImageContentError",
-    "LoadError",
-    "MissingChannelError",
-    "PixelSizeError",
-    "SpinalquantError",
-    "Stack",
-    "__version__",
 ]

@@ -124,7 +124,13 @@ def run(
             report = run_batch(items, out, cfg, workers=n_workers, scheduler=scheduler, force=force,
                                on_result=on_result, config_source=str(config) if config else None)
         else:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), console=err, transient=False) as bar:

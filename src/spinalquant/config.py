@@ -491,7 +491,7 @@ def default_config_toml() -> str:
             out.append(f"# {summary}")
         for sub in fields(value):
             v = getattr(value, sub.name)
-            if sub.name in docs and docs[sub.name]:
+            if docs.get(sub.name):
                 out.append(f"# {docs[sub.name]}")
             if v is None:
                 out.append(f"# {sub.name} =   (not set)")
