@@ -293,6 +293,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     ap.add_argument("--workdir", default=None, help="scratch folder (default: a temp dir)")
     ap.add_argument("--out", default=str(RESULTS / "batch.json"))
+    ap.add_argument("--size", type=int, default=1024,
+                    help="side of the phantom images in pixels (a typical confocal frame: 1024)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sq-bench-batch-", dir=args.workdir))
     doc: dict = {"platform": {"python": platform.python_version(), "cpus": os.cpu_count(),
@@ -301,7 +303,7 @@ def main() -> None:
         if "a" in args.parts or "b" in args.parts:
             n = 8 if args.quick else 40
             mem = [4, 8] if args.quick else [10, 20, 40]
-            doc["batch"] = part_ab(work, n=n, size=384 if args.quick else 512, mem_sizes=mem)
+            doc["batch"] = part_ab(work, n=n, size=384 if args.quick else args.size, mem_sizes=mem)
         if "c" in args.parts:
             if args.quick:
                 doc["mosaic"] = part_c(work, reps=2, n_z=3, size=512, tile_um=200.0)
@@ -313,6 +315,11 @@ def main() -> None:
     if args.quick and out == RESULTS / "batch.json":
         out = RESULTS / "batch_quick.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # keep the parts not re-run this time
+        try:
+            doc = {**json.loads(out.read_text()), **doc}
+        except ValueError:
+            pass
     out.write_text(json.dumps(doc, indent=2, default=str))
     print(f"\nwritten {out}")
 

@@ -482,7 +482,7 @@ def run_batch(
         nonlocal last_merge
         outcomes[o.image] = o
         now = time.perf_counter()
-        if now - last_merge > 2.0 or len(outcomes) == len(items):
+        if now - last_merge > 15.0:  # parts are the truth; merged tables are refreshed for viewers
             merge_results(out, names)
             last_merge = now
         if on_result:
