@@ -181,11 +181,12 @@ def analyze(
 
 # --------------------------------------------------------------------- cord
 def _inside(df: pd.DataFrame, mask: np.ndarray | None, px: float) -> pd.DataFrame:
-    if mask is None or df.empty:
+    """Rows whose centroid lies in the ROI (all rows when there is none)."""
+    if mask is None:
         return df
-    iy = np.clip(np.rint(df["y_um"].to_numpy() / px).astype(int), 0, mask.shape[0] - 1)
-    ix = np.clip(np.rint(df["x_um"].to_numpy() / px).astype(int), 0, mask.shape[1] - 1)
-    return df[mask[iy, ix]].reset_index(drop=True)
+    from .roi import filter_by_roi
+
+    return filter_by_roi(df, mask, pixel_size_um=px)
 
 
 def _relabel_kept(labels: np.ndarray, keep: pd.Series) -> np.ndarray:

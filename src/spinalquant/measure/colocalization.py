@@ -30,7 +30,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from skimage.measure import regionprops_table
 
 __all__ = [
     "colocalization",
@@ -457,21 +456,7 @@ def measure_gfp_cells(labels, *, pixel_size_um: float) -> pd.DataFrame:
         raise ValueError(f"measure_gfp_cells expects a (Y, X) label image; got shape {labels.shape}")
     if not pixel_size_um > 0:
         raise ValueError(f"pixel_size_um must be positive; got {pixel_size_um}")
-    cols = ["label", "y_um", "x_um", "area_um2", "equivalent_diameter_um"]
-    if labels.max(initial=0) == 0:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "label" else "float64") for c in cols})
-    t = regionprops_table(
-        labels,
-        properties=("label", "centroid", "area", "equivalent_diameter_area"),
-        spacing=(pixel_size_um, pixel_size_um),
-    )
-    return pd.DataFrame(
-        {
-            "label": t["label"].astype("int64"),
-            "y_um": t["centroid-0"],
-            "x_um": t["centroid-1"],
-            "area_um2": t["area"].astype(float),
-            "equivalent_diameter_um": t["equivalent_diameter_area"].astype(float),
-        },
-        columns=cols,
-    )
+    from .objects import object_table
+
+    table = object_table(labels, pixel_size_um=pixel_size_um, perimeter=True)
+    return table.drop(columns="perimeter_um")
