@@ -229,22 +229,10 @@ def _analyse_and_write(
     from .roi import find_sidecar_roi, roi_mask
 
     t = time.perf_counter()
-    override = None
-    if cfg.image.pixel_size_um is not None and cfg.image.override_pixel_size:
-        override = cfg.image.pixel_size_um
     budget = int(cfg.image.memory_budget_mb * 2**20)
-    stack = load(item.path, pixel_size_um=override, require_pixel_size=False,
-                 dask_threshold_bytes=budget // 2)
-    if stack.pixel_size_um[1] is None:
-        if cfg.image.pixel_size_um is None:
-            from .errors import PixelSizeError
-
-            raise PixelSizeError(
-                f"{item.image}: the file has no pixel size and the config sets none; "
-                "add pixel_size_um = <µm per pixel> to the config's [image] table"
-            )
-        z = stack.pixel_size_um[0] or cfg.image.z_step_um
-        stack = stack.with_pixel_size((z, cfg.image.pixel_size_um, cfg.image.pixel_size_um))
+    # the pixel size (file, config fallback or override) is resolved by analyze(),
+    # which fails with a clear PixelSizeError when neither the file nor the config has one
+    stack = load(item.path, require_pixel_size=False, dask_threshold_bytes=budget // 2)
     check_content(stack)
     timings["load_s"] = time.perf_counter() - t
 

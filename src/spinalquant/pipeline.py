@@ -164,8 +164,8 @@ def analyze(
     """
     cfg = config or Config()
     say = progress or (lambda _msg: None)
+    px = _pixel_size(stack, cfg)  # first: without units nothing else is meaningful
     kind = section or detect_section(stack, cfg)
-    px = _pixel_size(stack, cfg)
     if roi_mask is not None:
         roi_mask = np.asarray(roi_mask, dtype=bool)
         if roi_mask.shape != stack.shape[2:]:
