@@ -255,7 +255,7 @@ def test_existing_scheduler_gets_the_same_tasks(study, serial_run, tmp_path):
     from dask.distributed import LocalCluster
 
     imgs, _ = study
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         out = tmp_path / "sched"
         code = main(["run", str(imgs), "--out", str(out), "--scheduler", cluster.scheduler_address, "--quiet"])
     assert code == 0

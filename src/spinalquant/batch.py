@@ -505,7 +505,7 @@ def _execute(items: Sequence[InputImage], cfg: Config, out: Path, *, workers: in
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=40)
+                               dashboard_address=":0", silence_logs=40)
         client = Client(cluster)
     else:
         client = Client(scheduler)
