@@ -986,6 +986,14 @@ def _tessellate(rng: np.random.Generator, shape: tuple[int, int], p: float,
     return lab.astype(np.int32), flags
 
 
+def _vessel_radius(u: float, peri_w: float) -> float:
+    """Radius (µm) of a perimysial vessel from a uniform draw ``u`` in [7, 14] µm.
+
+    The vessel has to fit in the perimysium strand (width ``peri_w`` µm), wall included.
+    """
+    return max(0.5 * peri_w - 0.7, 1.0) * (0.5 + 0.5 * (u - 7.0) / 7.0)
+
+
 def make_muscle_section(
     *,
     seed: int = 0,
@@ -1068,16 +1076,22 @@ def make_muscle_section(
     cents = np.array([rp.centroid for rp in props]) * p
     fasc_of = np.argmin(((cents[:, None, :] - fsites[None]) ** 2).sum(-1), axis=1)
     fasc_map = np.r_[-1, fasc_of][terr]
+    # perimysium runs between fascicles, along fiber borders: the interstitial space
+    # along the borders between territories of different fascicles is widened to
+    # peri_w, filled with connective tissue, and separated from the fibers by the
+    # same thin endomysial cleft as any other fiber border
     peri = segmentation.find_boundaries(fasc_map, mode="thick")
     peri_w = rng.uniform(4.0, 9.0)
-    peri_zone = ndi.distance_transform_edt(~peri) * p <= peri_w / 2
+    d_peri, peri_near = ndi.distance_transform_edt(~peri, return_indices=True)
+    d_peri *= p
+    peri_zone = d_peri <= peri_w / 2
 
     # endomysium + rounded corners: threshold a smoothed distance-to-border field
     border = segmentation.find_boundaries(terr, mode="thick")
     dist = ndi.distance_transform_edt(~border) * p
     dist_s = ndi.gaussian_filter(dist, 1.5 / p)
     # (smoothing lowers the field only near fiber corners, which rounds them)
-    fib = (np.minimum(dist, dist_s) > gap_um / 2) & ~peri_zone
+    fib = (np.minimum(dist, dist_s) > gap_um / 2) & (d_peri > (peri_w + gap_um) / 2)
     fib_lab = np.where(fib, terr, 0)
     # keep one connected piece per fiber; drop slivers
     lab2 = measure.label(fib_lab > 0, connectivity=1)
@@ -1116,9 +1130,14 @@ def make_muscle_section(
     n_cap = min(len(cand), int(0.9 * len(t)))
     caps = cand[rng.choice(len(cand), n_cap, replace=False)] * p if n_cap else np.zeros((0, 2))
     # a few larger vessels in the perimysium
+    # (centred on the strand's mid-line and small enough to fit in the strand)
     pcand = np.argwhere(peri_zone)
     n_ves = min(len(pcand), max(1, n_fasc))
-    vessels = pcand[rng.choice(len(pcand), n_ves, replace=False)] * p if n_ves else np.zeros((0, 2))
+    vessels = np.zeros((0, 2))
+    if n_ves:
+        at = pcand[rng.choice(len(pcand), n_ves, replace=False)]
+        vessels = peri_near[:, at[:, 0], at[:, 1]].T * p
+    del peri_near
 
     # nuclei: peripheral myonuclei (a few central), interstitial nuclei
     nuc_pts: list[tuple[float, float, float, float]] = []  # y, x, r, angle
@@ -1165,8 +1184,8 @@ def make_muscle_section(
             sl, ring = _ring(shape, p, yy, xx, rr, 0.8)
             lam[sl] += 1.1 * ring * ~fiber_mask[sl]
         for (yy, xx) in vessels:
-            rr = rng.uniform(7.0, 14.0)
-            sl, ring = _ring(shape, p, yy, xx, rr, 2.0)
+            rr = _vessel_radius(rng.uniform(7.0, 14.0), peri_w)
+            sl, ring = _ring(shape, p, yy, xx, rr, 1.0)
             lam[sl] += 1.0 * ring * ~fiber_mask[sl]
         lam = ndi.gaussian_filter(lam.astype(np.float32), (_PSF_SIGMA_UM + 0.15) / p)
         bg_sd = np.sqrt(_BG_PHOTONS + _READ_NOISE**2)
@@ -1200,8 +1219,8 @@ def make_muscle_section(
         eos = ndi.gaussian_filter(eos.astype(np.float32), 0.4 / p)
         hem = 1.0 * nuc_img + 0.03 + 0.02 * tissue + 0.03 * fiber_mask * thick
         for (yy, xx) in vessels:
-            rr = rng.uniform(7.0, 14.0)
-            sl, ring = _ring(shape, p, yy, xx, rr, 2.0)
+            rr = _vessel_radius(rng.uniform(7.0, 14.0), peri_w)
+            sl, ring = _ring(shape, p, yy, xx, rr, 1.0)
             eos[sl] += 0.4 * ring * ~fiber_mask[sl]
         od = eos[..., None] * od_e + hem[..., None] * od_h
         rgb = 245.0 * np.exp(-od * np.log(10)) * (0.97 + 0.03 * _vignette(shape, 1.0))[..., None]
