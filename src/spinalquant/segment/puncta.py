@@ -73,6 +73,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from scipy import special
 from scipy.spatial import cKDTree
 
 __all__ = ["PunctaParams", "detect_puncta", "local_noise", "spot_response"]
@@ -477,6 +478,236 @@ def _split_pairs(unsmoothed: np.ndarray, iy: np.ndarray, ix: np.ndarray, *, radi
             np.asarray(out_x, np.intp))
 
 
+# -------------------------------------------------- unresolved-spot decomposition
+_SQRT2 = np.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+_MIN_WIDTH = 0.7  # narrowest spot of a pair, relative to an isolated spot
+_PRESCREEN = 1.3
+_N_CALIBRATE = 60
+_CHI2_3_MEDIAN = 2.366  # median of the chi-square distribution with 3 degrees of freedom
+
+
+def _profile(c: np.ndarray, s: np.ndarray, u: np.ndarray):
+    """Pixel-integrated unit Gaussian along one axis and its derivatives.
+
+    ``c`` (N, K) centres and ``s`` (N, 1) sigmas in pixels, ``u`` (L,) pixel
+    offsets. Returns ``(E, dE/dc, dE/ds)``, each (N, K, L): ``E[i]`` is the
+    fraction of a unit spot falling into pixel ``u[i]``.
+    """
+    ss = s[:, :, None]
+    edge = (np.r_[u - 0.5, u[-1] + 0.5][None, None, :] - c[:, :, None]) / ss  # (N, K, L + 1)
+    cdf = special.erf(edge / _SQRT2)
+    pdf = np.exp(-0.5 * edge**2) * (_INV_SQRT_2PI / ss)
+    e = 0.5 * (cdf[..., 1:] - cdf[..., :-1])
+    de_dc = pdf[..., :-1] - pdf[..., 1:]
+    upd = edge * pdf
+    de_ds = upd[..., :-1] - upd[..., 1:]
+    return e, de_dc, de_ds
+
+
+def _spots_model(p: np.ndarray, u: np.ndarray, k: int):
+    """``k`` pixel-integrated Gaussian spots of one sigma on a flat background.
+
+    ``p`` (N, 2 + 3k) holds ``background, sigma, (y, x, flux) * k`` (pixels,
+    relative to the patch centre; ``flux`` is the integrated intensity).
+    Returns the model (N, L * L) and its Jacobian (N, L * L, 2 + 3k).
+    """
+    n, size = len(p), len(u)
+    s = p[:, 1:2]
+    f = p[:, 4::3][:, :, None]
+    ey, dey, sey = _profile(p[:, 2::3], s, u)
+    ex, dex, sex = _profile(p[:, 3::3], s, u)
+    fy = f * ey
+    jac = np.empty((n, 2 + 3 * k, size, size))
+    jac[:, 0] = 1.0
+    jac[:, 1] = (f * sey).transpose(0, 2, 1) @ ex + fy.transpose(0, 2, 1) @ sex
+    jac[:, 2::3] = (f * dey)[:, :, :, None] * ex[:, :, None, :]
+    jac[:, 3::3] = fy[:, :, :, None] * dex[:, :, None, :]
+    jac[:, 4::3] = ey[:, :, :, None] * ex[:, :, None, :]
+    model = p[:, 0, None, None] + np.einsum("nkij->nij", jac[:, 4::3] * f[..., None])
+    return model.reshape(n, -1), jac.reshape(n, 2 + 3 * k, size * size)
+
+
+def _fit_spots(data: np.ndarray, weight: np.ndarray, p0: np.ndarray, u: np.ndarray, k: int,
+               lo: np.ndarray, hi: np.ndarray, tol: np.ndarray, n_iter: int = 30):
+    """Least-squares fit of :func:`_spots_model` to many patches at once.
+
+    Levenberg-Marquardt on all patches together (one damping factor per patch),
+    parameters kept within ``[lo, hi]``; a patch leaves the iteration when its
+    residual sum of squares falls by less than ``tol`` (N,) in a step.
+    ``data`` and ``weight`` are (N, L * L).
+    Returns ``(params, rss)``.
+    """
+    p = p0.copy()
+    model, jac = _spots_model(p, u, k)
+    res = (model - data) * weight
+    rss = np.einsum("nm,nm->n", res, res)
+    lam = np.full(len(p), 1e-2)
+    eye = np.eye(p.shape[1])
+    act = np.arange(len(p))
+    for _ in range(n_iter):
+        if len(act) == 0:
+            break
+        w = weight[act]
+        jw = jac[act] * w[:, None, :]
+        a = jw @ jw.transpose(0, 2, 1)
+        g = (jw @ res[act][:, :, None])[:, :, 0]
+        diag = np.einsum("npp->np", a)
+        damped = a + (lam[act, None] * diag + 1e-9)[:, :, None] * eye
+        step = np.linalg.solve(damped, -g[:, :, None])[:, :, 0]
+        trial = np.clip(p[act] + step, lo, hi)
+        t_model, t_jac = _spots_model(trial, u, k)
+        t_res = (t_model - data[act]) * w
+        t_rss = np.einsum("nm,nm->n", t_res, t_res)
+        better = t_rss < rss[act]
+        done = (better & (rss[act] - t_rss <= tol[act])) | (lam[act] > 1e4)
+        b = act[better]
+        p[b], jac[b], res[b], rss[b] = trial[better], t_jac[better], t_res[better], t_rss[better]
+        lam[act] = np.where(better, lam[act] * 0.3, lam[act] * 10.0)
+        act = act[~done]
+    return p, rss
+
+
+def _patches(img: np.ndarray, iy: np.ndarray, ix: np.ndarray, half: int):
+    """(N, L * L) float64 patches of side ``L = 2 half + 1`` and an in-image mask."""
+    u = np.arange(-half, half + 1)
+    rows = iy[:, None] + u[None, :]
+    cols = ix[:, None] + u[None, :]
+    inside = (((rows >= 0) & (rows < img.shape[0]))[:, :, None]
+              & ((cols >= 0) & (cols < img.shape[1]))[:, None, :])
+    r = np.clip(rows, 0, img.shape[0] - 1)
+    c = np.clip(cols, 0, img.shape[1] - 1)
+    vals = img[r[:, :, None], c[:, None, :]].astype(np.float64)
+    n = len(iy)
+    return vals.reshape(n, -1), inside.reshape(n, -1)
+
+
+def _moment_axis(data: np.ndarray, weight: np.ndarray, background: np.ndarray, u: np.ndarray):
+    """Unit main axis ``(vy, vx)`` and its standard deviation of each patch's excess."""
+    uy, ux = np.meshgrid(u, u, indexing="ij")
+    uy, ux = uy.ravel(), ux.ravel()
+    mass = np.clip(data - background[:, None], 0, None) * weight
+    tot = np.maximum(mass.sum(axis=1), 1e-12)
+    my = mass @ uy / tot
+    mx = mass @ ux / tot
+    vyy = mass @ uy**2 / tot - my**2
+    vxx = mass @ ux**2 / tot - mx**2
+    vxy = mass @ (uy * ux) / tot - my * mx
+    angle = 0.5 * np.arctan2(2 * vxy, vyy - vxx)
+    spread = np.sqrt(np.clip(0.5 * (vyy + vxx) + np.hypot(0.5 * (vyy - vxx), vxy), 0, None))
+    return np.cos(angle), np.sin(angle), spread
+
+
+def _linear_misfit(data: np.ndarray, weight: np.ndarray, oy: np.ndarray, ox: np.ndarray,
+                   sigma: float, u: np.ndarray) -> np.ndarray:
+    """Residual sum of squares of a spot of fixed centre and width (free flux, background)."""
+    s = np.full((len(data), 1), sigma)
+    ey = _profile(oy[:, None], s, u)[0][:, 0]
+    ex = _profile(ox[:, None], s, u)[0][:, 0]
+    g = (ey[:, :, None] * ex[:, None, :]).reshape(len(data), -1)
+    sw, sg, sgg = weight.sum(1), (weight * g).sum(1), (weight * g * g).sum(1)
+    sd, sgd = (weight * data).sum(1), (weight * g * data).sum(1)
+    det = np.maximum(sw * sgg - sg**2, 1e-12)
+    flux = (sw * sgd - sg * sd) / det
+    back = (sd - flux * sg) / np.maximum(sw, 1e-12)
+    res = (data - back[:, None] - flux[:, None] * g) * weight
+    return np.einsum("nm,nm->n", res, res)
+
+
+def _decompose(img: np.ndarray, cy: np.ndarray, cx: np.ndarray, test: np.ndarray, *,
+               half: int, sigma0: float, noise: np.ndarray, snr: float):
+    """Split detections that hold two unresolved spots (module notes, step 6).
+
+    ``img`` is the raw image (Y, X), ``cy, cx`` (N,) the sub-pixel centres of all
+    detections, ``test`` (N,) which of them to examine, ``noise`` (N,) the local
+    background sigma at each. Returns ``(owner, y, x, amplitude)``: for every new
+    spot the index of the detection it replaces, its centre (pixels) and peak.
+    """
+    none = (np.zeros(0, np.intp), np.zeros(0), np.zeros(0), np.zeros(0))
+    idx = np.flatnonzero(test)
+    if len(idx) == 0:
+        return none
+    iy = np.rint(cy).astype(np.intp)
+    ix = np.rint(cx).astype(np.intp)
+    u = np.arange(-half, half + 1, dtype=np.float64)
+    data, inside = _patches(img, iy[idx], ix[idx], half)
+    # a patch keeps the pixels of a disk nearer to its own detection than to any other
+    tree = cKDTree(np.column_stack([cy, cx]))
+    uy, ux = (g.ravel() for g in np.meshgrid(u, u, indexing="ij"))
+    _, nearest = tree.query(np.column_stack([(iy[idx, None] + uy).ravel(),
+                                             (ix[idx, None] + ux).ravel()]))
+    own = nearest.reshape(len(idx), -1) == idx[:, None]
+    weight = (inside & own & ((uy**2 + ux**2) <= (half + 0.5) ** 2)).astype(np.float64)
+    n_px = weight.sum(axis=1)
+    noise = noise[idx]
+    tol = 0.01 * noise**2  # far below the resolution of the decision
+
+    def fit_single(k: np.ndarray, width: float):
+        ranked = np.sort(np.where(weight[k] > 0, data[k], np.inf), axis=1)
+        base = np.take_along_axis(ranked, ((n_px[k].astype(np.intp) - 1) // 2)[:, None], 1)[:, 0]
+        flux = np.sum(np.clip(data[k] - base[:, None], 0, None) * weight[k], axis=1)
+        p0 = np.column_stack([base, np.full(len(k), width), cy[idx[k]] - iy[idx[k]],
+                              cx[idx[k]] - ix[idx[k]], flux])
+        return _fit_spots(data[k], weight[k], p0, u, 1, lo1, hi1, tol[k])
+
+    # 1. the single-spot reference: a sample of well-isolated detections
+    lo1 = np.array([-np.inf, 0.1, -half, -half, 0.0])
+    hi1 = np.array([np.inf, half, half, half, np.inf])
+    gap, _ = tree.query(np.column_stack([cy[idx], cx[idx]]), k=2)
+    alone = np.flatnonzero(gap[:, 1] > 2 * half + 1)
+    if len(alone) < 10:
+        alone = np.arange(len(idx))
+    sample = alone[np.linspace(0, len(alone) - 1, min(len(alone), _N_CALIBRATE)).astype(np.intp)]
+    p_ref, _ = fit_single(sample, sigma0)
+    s_ref = float(np.median(p_ref[:, 1]))
+
+    # 2. only a detection that one such spot leaves misfit can be two
+    misfit = _linear_misfit(data, weight, cy[idx] - iy[idx], cx[idx] - ix[idx], s_ref, u)
+    misfit /= np.maximum(n_px - 2, 1) * noise**2
+    screened = misfit >= _PRESCREEN * np.median(misfit[sample])
+    if not screened.any():
+        return none
+    calib = np.zeros(len(idx), bool)
+    calib[sample] = True
+    k = np.flatnonzero(screened | calib)
+    calib, screened = calib[k], screened[k]
+
+    # 3. one spot of free width against two spots of one width (at least
+    # ``_MIN_WIDTH`` of the reference), started on the main axis of the patch
+    p1, rss1 = fit_single(k, s_ref)
+    vy, vx, spread = _moment_axis(data[k], weight[k], p1[:, 0], u)
+    a = np.clip(0.5 * spread, 0.35, half)
+    p2 = np.column_stack([p1[:, 0], np.full(len(k), s_ref),
+                          p1[:, 2] - a * vy, p1[:, 3] - a * vx, 0.5 * p1[:, 4],
+                          p1[:, 2] + a * vy, p1[:, 3] + a * vx, 0.5 * p1[:, 4]])
+    lo2 = np.r_[lo1, lo1[2:]]
+    hi2 = np.r_[hi1, hi1[2:]]
+    lo2[1] = _MIN_WIDTH * s_ref
+    p2, rss2 = _fit_spots(data[k], weight[k], p2, u, 2, lo2, hi2, tol[k])
+
+    # 4. likelihood ratio in units of the local noise (the larger of the background
+    # and the residual variance), calibrated on the isolated sample
+    noise, n_px, idx = noise[k], n_px[k], idx[k]
+    var = np.maximum(noise**2, rss2 / np.maximum(n_px - 8, 1))
+    gain = (rss1 - rss2) / var
+    excess = max(1.0, float(np.median(gain[calib])) / _CHI2_3_MEDIAN)
+    sig_eff = np.sqrt(s_ref**2 + 1.0 / 12.0)  # the spot's width after pixel integration
+    y1, x1 = iy[idx] + p2[:, 2], ix[idx] + p2[:, 3]
+    y2, x2 = iy[idx] + p2[:, 5], ix[idx] + p2[:, 6]
+    sep = np.hypot(y1 - y2, x1 - x2)
+    peak = special.erf(0.5 / (_SQRT2 * p2[:, 1])) ** 2  # of a pixel-centred spot
+    amp1, amp2 = p2[:, 4] * peak, p2[:, 7] * peak
+    _, own1 = tree.query(np.column_stack([y1, x1]))
+    _, own2 = tree.query(np.column_stack([y2, x2]))
+    ok = (screened & (gain >= excess * snr**2) & (np.minimum(amp1, amp2) >= snr * noise)
+          & (sep >= 2 * sig_eff) & (own1 == idx) & (own2 == idx))
+    j = np.flatnonzero(ok)
+    if len(j) == 0:
+        return none
+    return (np.r_[idx[j], idx[j]], np.r_[y1[j], y2[j]], np.r_[x1[j], x2[j]],
+            np.r_[amp1[j], amp2[j]])
+
+
 # ------------------------------------------------------------------ detector
 def detect_puncta(
     syn,
@@ -579,6 +810,24 @@ def detect_puncta(
             dy, dx = np.r_[dy[stay], pdy], np.r_[dx[stay], pdx]
             amplitude = np.r_[amplitude[stay], pamp]
             snr = np.r_[snr[stay], psnr]
+        # pairs too close for two maxima: one- against two-spot fits (step 6)
+        test = np.ones(len(iy), bool)
+        test[len(iy) - len(py):] = False  # already split on their maxima
+        _, noise = _noise_at(unsmoothed, window, iy, ix)
+        half = int(np.ceil(2.5 * sigma + 1.0))
+        owner2, qy, qx, qamp = _decompose(img, iy + dy, ix + dx, test, half=half, sigma0=sigma,
+                                          noise=noise.astype(np.float64), snr=prm.split_snr)
+        if len(owner2):
+            ry, rx = np.rint(qy).astype(np.intp), np.rint(qx).astype(np.intp)
+            ry = np.clip(ry, 0, img.shape[0] - 1)
+            rx = np.clip(rx, 0, img.shape[1] - 1)
+            qsnr = (resp[ry, rx] - _sample(med_g, step, ry, rx)) / _sample(sd_g, step, ry, rx)
+            stay = np.ones(len(iy), bool)
+            stay[owner2] = False
+            iy, ix = np.r_[iy[stay], ry], np.r_[ix[stay], rx]
+            dy, dx = np.r_[dy[stay], qy - ry], np.r_[dx[stay], qx - rx]
+            amplitude = np.r_[amplitude[stay], qamp]
+            snr = np.r_[snr[stay], qsnr]
 
     if ref is not None and ref.shape[0] > 0:
         granule = _granules(ref, iy, ix, sigma, ratio, window, prm.autofluorescence_snr)
