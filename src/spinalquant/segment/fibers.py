@@ -370,9 +370,33 @@ def _seed_discs(seeds: np.ndarray, clearance: np.ndarray, pixel_size_um: float):
     return markers, inner
 
 
-def _flood(image: np.ndarray, markers: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """Watershed of ``image`` from disc markers; only non-interior pixels are queued."""
-    basins = segmentation.watershed(image, markers, mask=~inner)
+def _unseeded_cells(bmask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Pixels of border-free cells (4-connected pieces of ``~bmask``) holding no seed.
+
+    A cell enclosed by border with no seed is too narrow to be a fiber anywhere (every
+    point lies closer than ``min_seed_depth_um`` to the border): a perimysium strand or
+    an interstitial sliver between clefts. It stays background instead of being
+    flooded from (and merged with) a neighbouring fiber.
+    """
+    cells, _ = ndi.label(~bmask)
+    seeded = np.zeros(int(cells.max()) + 1, dtype=bool)
+    seeded[cells[tuple(seeds.T)]] = True
+    seeded[0] = True
+    return ~seeded[cells]
+
+
+def _flood(
+    image: np.ndarray, markers: np.ndarray, inner: np.ndarray, outside: np.ndarray | None = None
+) -> np.ndarray:
+    """Watershed of ``image`` from disc markers; only non-interior pixels are queued.
+
+    Pixels in ``outside`` (optional bool mask) are left unlabelled.
+    """
+    mask = ~inner
+    if outside is not None:
+        mask &= ~outside
+    basins = segmentation.watershed(image, markers, mask=mask)
+    del mask
     basins[inner] = markers[inner]
     return basins
 
@@ -703,15 +727,22 @@ def segment_fibers(
 
     ridge = _ridges(border, max(p.ridge_sigma_um / pixel_size_um, 0.7))
     bmask = _border_mask(ridge, p.ridge_threshold_mad)
+    if stain == "he":
+        # the H&E border image is calibrated (fiber cytoplasm 0, white gap 1): whatever
+        # is paler than half-way is interstitium however wide it is (a ridge filter
+        # only marks the edges of a wide pale gap)
+        bmask |= border > 0.5
     clearance = ndi.distance_transform_edt(~bmask, sampling=pixel_size_um).astype(np.float32)
-    del bmask
     depth = _depth(clearance, pixel_size_um)
     seeds = _seeds(depth, pixel_size_um, p)
     if len(seeds) == 0:
         return np.zeros(border.shape, dtype=np.int32)
+    outside = _unseeded_cells(bmask, seeds) if stain == "he" else None
+    del bmask
     discs, inner = _seed_discs(seeds, clearance, pixel_size_um)
     del clearance
-    basins = _flood(ridge, discs, inner)
+    basins = _flood(ridge, discs, inner, outside)
+    del outside
     del discs, inner
     basins = _drop_weak_seeds(basins, ridge, depth, seeds, p.seed_h_um, p.seed_neck_fraction)
     del ridge, depth
