@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ EXTRA_TABLES = ("fiber_histogram",)
 SUMMARY_COLUMNS = (
     "image", "status", "error", "section", "pixel_size_um", *CORD_FIGURES, *MUSCLE_FIGURES,
 )
-_PART_FORMAT = 1
+PART_FORMAT = 1
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -273,9 +273,9 @@ def _analyse_and_write(
     row = {"image": item.image, "status": "ok", "error": "", "section": res.section,
            "pixel_size_um": res.pixel_size_um, **res.summary}
     tables = {k: v for k, v in res.tables.items()}
-    _write_part(out, item, row, tables, {
+    write_part(out, item.image, row, tables, {
         "status": "ok", "input_hash": digest, "params_hash": phash, "section": res.section,
-        "timings": timings, "roi_files": roi_files, "version": __version__, "format": _PART_FORMAT,
+        "timings": timings, "roi_files": roi_files, "version": __version__, "format": PART_FORMAT,
         "tiled": tiled,
     })
     counts = {k: row.get(k) for k in ("n_gfp_cells", "n_motor_neurons", "n_fibers") if row.get(k) is not None}
@@ -287,26 +287,52 @@ def _fail(item: InputImage, out: Path, cfg: Config, digest: str, msg: str,
           timings: dict[str, float]) -> Outcome:
     row = {"image": item.image, "status": "failed", "error": msg}
     try:
-        _write_part(out, item, row, {}, {
+        write_part(out, item.image, row, {}, {
             "status": "failed", "input_hash": digest, "params_hash": params_hash(cfg),
-            "error": msg, "timings": timings, "version": __version__, "format": _PART_FORMAT,
+            "error": msg, "timings": timings, "version": __version__, "format": PART_FORMAT,
         })
     except OSError:
         pass  # the output folder itself is broken; the runner reports the outcome
     return Outcome(item.image, "failed", error=msg, input_hash=digest, timings=timings)
 
 
-def _write_part(out: Path, item: InputImage, row: dict[str, Any],
-                tables: dict[str, pd.DataFrame], done: dict[str, Any]) -> None:
+def write_part(out_dir: str | Path, image: str, row: dict[str, Any],
+               tables: Mapping[str, pd.DataFrame], done: dict[str, Any]) -> Path:
+    """Write one image's results as a complete part, atomically.
+
+    The part (``OUT/.parts/<key>/``: ``summary.json``, one CSV per object
+    table and ``done.json`` last) is assembled in a temporary folder and
+    renamed into place, so a reader sees the old part or the new one, never
+    half of either. :func:`merge_results` builds the run's tables from parts.
+
+    Parameters
+    ----------
+    out_dir : path
+        The results folder.
+    image : str
+        The image's name as in ``summary.csv`` (its path relative to the input folder).
+    row : dict
+        Its ``summary.csv`` row.
+    tables : mapping of str to DataFrame
+        Its object tables by kind (``gfp_cells``, ``fibers``, ...).
+    done : dict
+        Provenance written to ``done.json`` (status, hashes, timings...).
+
+    Returns
+    -------
+    Path
+        The part's folder.
+    """
+    out = Path(out_dir)
     parts = out / ".parts"
     parts.mkdir(parents=True, exist_ok=True)
-    final = parts / part_key(item.image)
+    final = parts / part_key(image)
     tmp = Path(tempfile.mkdtemp(dir=parts, prefix=".tmp-"))
     try:
-        (tmp / "summary.json").write_text(json.dumps(row, default=_json_default), encoding="utf-8")
+        (tmp / "summary.json").write_text(json.dumps(row, default=json_default), encoding="utf-8")
         for name, df in tables.items():
             (tmp / f"{name}.csv").write_text(_csv_text(df), encoding="utf-8")
-        (tmp / "done.json").write_text(json.dumps({"image": item.image, **done}, default=_json_default),
+        (tmp / "done.json").write_text(json.dumps({"image": image, **done}, default=json_default),
                                        encoding="utf-8")
         if final.exists():
             trash = parts / f".old-{final.name}-{os.getpid()}"
@@ -318,9 +344,11 @@ def _write_part(out: Path, item: InputImage, row: dict[str, Any],
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return final
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps`` fallback: numpy scalars as Python numbers, ``pd.NA`` as null, else str."""
     if hasattr(o, "item"):
         return o.item()
     if o is pd.NA:
@@ -578,4 +606,4 @@ def _write_run_json(out: Path, cfg: Config, outcomes: Sequence[Outcome], started
                          "scikit-image": skimage.__version__, "pandas": pd.__version__},
         },
     }
-    atomic_write_text(out / "run.json", json.dumps(doc, indent=2, default=_json_default))
+    atomic_write_text(out / "run.json", json.dumps(doc, indent=2, default=json_default))

@@ -18,6 +18,7 @@ from .config import Config
 from .errors import ImageContentError, MissingChannelError
 from .measure.objects import object_table
 from .preprocess import project
+from .roi import filter_by_roi
 from .stack import Stack
 
 CORD_MARKERS = ("gfp", "gfap", "chat", "synapse")
@@ -180,17 +181,25 @@ def analyze(
 
 
 # --------------------------------------------------------------------- cord
-def _inside(df: pd.DataFrame, mask: np.ndarray | None, px: float) -> pd.DataFrame:
-    """Rows whose centroid lies in the ROI (all rows when there is none)."""
-    if mask is None:
-        return df
-    from .roi import filter_by_roi
+def relabel_kept(labels: np.ndarray, keep: pd.Series | np.ndarray) -> np.ndarray:
+    """Zero out objects whose label is not in ``keep``; labels are not renumbered.
 
-    return filter_by_roi(df, mask, pixel_size_um=px)
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X)
+    keep : array-like of int
+        Labels to keep (for example the ``label`` column of a filtered table).
 
+    Returns
+    -------
+    ndarray
+        A new label image of the same dtype.
 
-def _relabel_kept(labels: np.ndarray, keep: pd.Series) -> np.ndarray:
-    """Zero out objects that are not in ``keep`` (labels are not renumbered)."""
+    Examples
+    --------
+    >>> relabel_kept(np.array([[1, 2, 3]]), [1, 3]).tolist()
+    [[1, 0, 3]]
+    """
     keep_arr = np.zeros(int(labels.max(initial=0)) + 1, dtype=bool)
     keep_arr[np.asarray(keep, dtype=np.int64)] = True
     keep_arr[0] = False
@@ -261,8 +270,8 @@ def _analyze_cord(
             table["gfap_positive"] = table["gfap_positive"].astype("boolean")
         else:
             table["gfap_positive"] = pd.Series([pd.NA] * len(table), dtype="boolean")
-        table = _inside(table, roi, px)
-        lab = _relabel_kept(lab, table["label"])
+        table = filter_by_roi(table, roi, pixel_size_um=px)
+        lab = relabel_kept(lab, table["label"])
         tables["gfp_cells"] = table
         labels["gfp_cells"] = lab
         n = len(table)
@@ -299,8 +308,8 @@ def _analyze_cord(
     if "gfap" in planes:
         say("GFAP+ astrocytes")
         lab = segment_astrocytes(planes["gfap"], pixel_size_um=px, params=cfg.astrocytes)
-        table = _inside(object_table(lab, pixel_size_um=px), roi, px)
-        labels["astrocytes"] = _relabel_kept(lab, table["label"])
+        table = filter_by_roi(object_table(lab, pixel_size_um=px), roi, pixel_size_um=px)
+        labels["astrocytes"] = relabel_kept(lab, table["label"])
         tables["astrocytes"] = table
         summary["n_astrocytes"] = len(table)
         summary["astrocytes_per_mm2"] = len(table) / area_mm2
@@ -312,8 +321,9 @@ def _analyze_cord(
     if "chat" in planes:
         say("ChAT+ motor neurons")
         lab = segment_motor_neurons(planes["chat"], pixel_size_um=px, params=cfg.motor_neurons)
-        neurons = _inside(measure_motor_neurons(lab, pixel_size_um=px), roi, px)
-        lab = _relabel_kept(lab, neurons["label"])
+        neurons = filter_by_roi(measure_motor_neurons(lab, pixel_size_um=px), roi,
+                                pixel_size_um=px)
+        lab = relabel_kept(lab, neurons["label"])
         labels["motor_neurons"] = lab
         summary["n_motor_neurons"] = len(neurons)
         summary["motor_neurons_per_mm2"] = len(neurons) / area_mm2
@@ -323,7 +333,7 @@ def _analyze_cord(
         pts = detect_puncta(
             planes["synapse"], pixel_size_um=px, params=cfg.puncta, reference=reference("synapse")
         )
-        pts = _inside(pts, roi, px).reset_index(drop=True)
+        pts = filter_by_roi(pts, roi, pixel_size_um=px).reset_index(drop=True)
         pts.insert(0, "label", np.arange(1, len(pts) + 1, dtype=np.int64))
         tables["puncta"] = pts
         summary["n_puncta"] = len(pts)
@@ -350,11 +360,12 @@ def _analyze_cord(
     summary.update(extras)
     for kind in ("gfp_cells", "astrocytes", "motor_neurons", "puncta"):
         if kind in tables:
-            tables[kind] = _order(tables[kind], kind)
+            tables[kind] = order_columns(tables[kind], kind)
     return Results("cord", summary, tables, labels, planes, px, roi)
 
 
-def _order(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+def order_columns(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The contract's columns for an object ``kind`` first (``TABLE_COLUMNS``), extras after."""
     first = [c for c in TABLE_COLUMNS[kind] if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]
 
@@ -384,11 +395,11 @@ def _analyze_muscle(stack: Stack, cfg: Config, px: float, say: Progress) -> Resu
         lab, pixel_size_um=px, exclude_border=cfg.muscle.exclude_border, nuclei=nuclei,
         nuclei_kind="intensity",
     )
-    lab = _relabel_kept(lab, table["label"])
+    lab = relabel_kept(lab, table["label"])
     summ = dict.fromkeys(MUSCLE_FIGURES)
     summ.update(fiber_summary(table, atrophy_threshold_um2=cfg.muscle.atrophy_threshold_um2))
     bins = np.arange(0.0, cfg.muscle.histogram_max_um2 + cfg.muscle.histogram_bin_um2,
                      cfg.muscle.histogram_bin_um2)
     hist = fiber_histogram(table, bins_um2=bins)
-    tables = {"fibers": _order(table, "fibers"), "fiber_histogram": hist}
+    tables = {"fibers": order_columns(table, "fibers"), "fiber_histogram": hist}
     return Results("muscle", summ, tables, {"fibers": lab}, planes, px, None)

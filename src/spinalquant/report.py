@@ -181,15 +181,15 @@ def qc_image(res: Results, *, title: str = "", max_px: int = 1600) -> np.ndarray
     h, w = rgb.shape[:2]
     px = res.pixel_size_um * step
     bar = _scale_bar_um(w * px)
-    bar_px = max(1, int(round(bar / px)))
-    thick = max(3, int(round(h / 150)))
-    x1 = int(round(w - 0.04 * w))
-    y1 = int(round(h - 0.05 * h))
+    bar_px = max(1, round(bar / px))
+    thick = max(3, round(h / 150))
+    x1 = round(w - 0.04 * w)
+    y1 = round(h - 0.05 * h)
     rgb[max(0, y1 - thick):y1, max(0, x1 - bar_px):x1] = 255
     label = _scale_label(f"{bar:g} µm", 18)
     lh, lw = label.shape
     top = y1 - thick - 2 - lh
-    left = int(round(x1 - bar_px / 2 - lw / 2))
+    left = round(x1 - bar_px / 2 - lw / 2)
     if top >= 0 and left >= 0 and left + lw <= w:
         region = rgb[top:top + lh, left:left + lw].astype(np.float32)
         region = region * (1 - label[..., None]) + 255.0 * label[..., None]

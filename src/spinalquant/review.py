@@ -287,14 +287,15 @@ def flip_gfap(table: pd.DataFrame, label: int, overrides: Mapping[int, bool] | N
 def _keep_inside(table: pd.DataFrame, lab: np.ndarray, roi: np.ndarray | None, px: float
                  ) -> tuple[pd.DataFrame, np.ndarray]:
     """Apply the ROI rule of the pipeline to (re)measured objects."""
-    from .pipeline import _inside, _relabel_kept
+    from .pipeline import relabel_kept
+    from .roi import filter_by_roi
 
     if roi is None or roi.shape != lab.shape:
         return table, lab
-    kept = _inside(table, roi, px)
+    kept = filter_by_roi(table, roi, pixel_size_um=px)
     if len(kept) == len(table):
         return table, lab
-    return kept, _relabel_kept(lab, kept["label"])
+    return kept, relabel_kept(lab, kept["label"])
 
 
 def _carry(new: pd.DataFrame, old: pd.DataFrame | None, keep: set[int], columns: Iterable[str]
@@ -408,7 +409,7 @@ def _recompute_cord(res: Results, labels: dict[str, np.ndarray], tables: dict[st
                     summary: dict[str, Any], cfg: Config, planes: Mapping[str, np.ndarray],
                     px: float, roi: np.ndarray | None, puncta: pd.DataFrame | None,
                     overrides: dict[int, bool], edits: list[dict[str, Any]]) -> None:
-    from .pipeline import _order
+    from .pipeline import order_columns
 
     shape = next(iter(labels.values())).shape if labels else (0, 0)
     area_mm2 = _area_mm2(summary, shape, px)
@@ -441,7 +442,7 @@ def _recompute_cord(res: Results, labels: dict[str, np.ndarray], tables: dict[st
                 table.loc[hit, "gfap_positive"] = bool(value)
                 edits.append({"kind": "gfp_cells", "action": "flip_gfap", "label": int(lab_id),
                               "gfap_positive": bool(value)})
-        table = _order(table.reset_index(drop=True), "gfp_cells")
+        table = order_columns(table.reset_index(drop=True), "gfp_cells")
         tables["gfp_cells"] = table
         n = len(table)
         summary["n_gfp_cells"] = n
@@ -460,7 +461,7 @@ def _recompute_cord(res: Results, labels: dict[str, np.ndarray], tables: dict[st
         unchanged = set(table["label"].tolist()) - _changed(res.labels.get("astrocytes"), lab)
         table = _carry(table, old, unchanged, extra)
         labels["astrocytes"] = lab
-        tables["astrocytes"] = _order(table, "astrocytes")
+        tables["astrocytes"] = order_columns(table, "astrocytes")
         summary["n_astrocytes"] = len(table)
         summary["astrocytes_per_mm2"] = len(table) / area_mm2 if area_mm2 else None
 
@@ -468,7 +469,7 @@ def _recompute_cord(res: Results, labels: dict[str, np.ndarray], tables: dict[st
         pts = pd.DataFrame(puncta).drop(columns=["label", "image"], errors="ignore")
         pts = pts.dropna(subset=["y_um", "x_um"]).reset_index(drop=True)
         pts.insert(0, "label", np.arange(1, len(pts) + 1, dtype=np.int64))
-        tables["puncta"] = _order(pts, "puncta")
+        tables["puncta"] = order_columns(pts, "puncta")
     if "puncta" in tables:
         summary["n_puncta"] = len(tables["puncta"])
 
@@ -503,7 +504,7 @@ def _recompute_cord(res: Results, labels: dict[str, np.ndarray], tables: dict[st
         for col in ("n_puncta", "puncta_per_100um"):
             if col not in neurons:
                 neurons[col] = pd.Series([pd.NA] * len(neurons), dtype="Float64")
-        tables["motor_neurons"] = _order(neurons.reset_index(drop=True), "motor_neurons")
+        tables["motor_neurons"] = order_columns(neurons.reset_index(drop=True), "motor_neurons")
         summary["n_motor_neurons"] = len(neurons)
         summary["motor_neurons_per_mm2"] = len(neurons) / area_mm2 if area_mm2 else None
 
@@ -512,7 +513,7 @@ def _recompute_muscle(res: Results, labels: dict[str, np.ndarray], tables: dict[
                       summary: dict[str, Any], cfg: Config, planes: Mapping[str, np.ndarray],
                       px: float) -> None:
     from .measure.morphology import fiber_histogram, fiber_summary, measure_fibers
-    from .pipeline import _order, _relabel_kept
+    from .pipeline import order_columns, relabel_kept
 
     if "fibers" not in labels:
         return
@@ -520,13 +521,13 @@ def _recompute_muscle(res: Results, labels: dict[str, np.ndarray], tables: dict[
     nuclei = planes.get("nuclei")
     table = measure_fibers(lab, pixel_size_um=px, exclude_border=cfg.muscle.exclude_border,
                            nuclei=nuclei, nuclei_kind="intensity")  # as the pipeline does
-    lab = _relabel_kept(lab, table["label"])
+    lab = relabel_kept(lab, table["label"])
     labels["fibers"] = lab
     old = res.tables.get("fibers")
     extra = [c for c in (old.columns if old is not None else []) if c not in table.columns]
     unchanged = set(table["label"].tolist()) - _changed(res.labels.get("fibers"), lab)
     table = _carry(table, old, unchanged, extra)
-    tables["fibers"] = _order(table, "fibers")
+    tables["fibers"] = order_columns(table, "fibers")
     summary.update(fiber_summary(table, atrophy_threshold_um2=cfg.muscle.atrophy_threshold_um2))
     bins = np.arange(0.0, cfg.muscle.histogram_max_um2 + cfg.muscle.histogram_bin_um2,
                      cfg.muscle.histogram_bin_um2)
@@ -534,7 +535,7 @@ def _recompute_muscle(res: Results, labels: dict[str, np.ndarray], tables: dict[
 
 
 # --------------------------------------------------------------------- save
-def _run_order(out: Path, image: str) -> list[str]:
+def _runorder_columns(out: Path, image: str) -> list[str]:
     order = result_images(out)
     if image not in order:
         order.append(image)
@@ -589,17 +590,16 @@ def save_review(
     """
     from . import __version__
     from .batch import (
-        _PART_FORMAT,
-        InputImage,
-        _json_default,
-        _write_part,
+        PART_FORMAT,
         atomic_write_text,
         check_output_dir,
         file_hash,
+        json_default,
         merge_results,
         output_stem,
         params_hash,
         part_key,
+        write_part,
     )
 
     out = Path(out_dir)
@@ -613,7 +613,7 @@ def save_review(
             digest = file_hash(Path(source_path))
         done = {"status": "ok", "input_hash": digest, "params_hash": params_hash(cfg),
                 "section": results.section, "timings": {}, "roi_files": [],
-                "version": __version__, "format": _PART_FORMAT}
+                "version": __version__, "format": PART_FORMAT}
     done = {k: v for k, v in done.items() if k != "image"}
     done["reviewed"] = True
     done["section"] = results.section
@@ -630,8 +630,8 @@ def save_review(
         from .report import save_qc_png
 
         save_qc_png(out / "qc" / f"{stem}.png", results, title=f"{image} (reviewed)")
-    _write_part(out, InputImage(Path(image), image), row, dict(results.tables), done)
-    summary = merge_results(out, _run_order(out, image))
+    write_part(out, image, row, dict(results.tables), done)
+    summary = merge_results(out, _runorder_columns(out, image))
 
     run = _read_json(out / "run.json") or {
         "schema_version": 1, "spinalquant_version": __version__,
@@ -650,7 +650,7 @@ def save_review(
         "n_saves": int(previous.get("n_saves", 0)) + 1,
         "edits": [*previous.get("edits", []), *[dict(e) for e in edits]],
     }
-    atomic_write_text(out / "run.json", json.dumps(run, indent=2, default=_json_default))
+    atomic_write_text(out / "run.json", json.dumps(run, indent=2, default=json_default))
     return summary
 
 
