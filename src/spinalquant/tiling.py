@@ -23,10 +23,15 @@ been analysed at once:
   GFAP area fraction is the area-weighted mean of per-tile fractions
   measured inside each core.
 
-Each window is segmented with its own intensity statistics (noise floor,
-automatic thresholds), so on strongly inhomogeneous mosaics a tiled result is
-close to, not bit-identical with, a whole-image result; on homogeneous
-sections they agree object for object (see ``tests/test_tiling.py``).
+The image-wide statistics of GFP+ cells and astrocytes (detection
+thresholds, background medians) and the GFP→GFAP bleed-through coefficient
+are computed once, in a pass over the windows before the analysis, and
+given to every tile; with block-aligned windows and an overlap that covers
+the background removal's reach, GFP+ cells and astrocytes come out object
+for object and pixel for pixel as in a whole-image analysis. Motor neurons
+and puncta still use each window's own statistics (automatic thresholds,
+local noise), so their outlines and borderline detections may differ
+slightly (see ``tests/test_tiling.py``).
 """
 
 from __future__ import annotations
@@ -87,10 +92,14 @@ class Tile:
         return slice(cy0 - wy0, cy1 - wy0), slice(cx0 - wx0, cx1 - wx0)
 
 
-def tile_grid(shape_yx: tuple[int, int], *, tile_px: int, margin_px: int) -> list[Tile]:
+def tile_grid(shape_yx: tuple[int, int], *, tile_px: int, margin_px: int, align_px: int = 1) -> list[Tile]:
     """Cut an image into cores of about ``tile_px`` pixels plus overlap windows.
 
     Cores have near-equal sizes (at most ``tile_px``) and partition the image.
+    A window starts ``margin_px`` before its core, moved further back to a
+    multiple of ``align_px``: block-pooled filters anchored at the window's
+    origin (background openings, noise grids) then see the same blocks as
+    on the whole image.
 
     Parameters
     ----------
@@ -100,6 +109,8 @@ def tile_grid(shape_yx: tuple[int, int], *, tile_px: int, margin_px: int) -> lis
         Largest core side in pixels (> 0).
     margin_px : int
         Overlap added on every side of a core (>= 0), clipped at the image edge.
+    align_px : int
+        Window origins are multiples of this (>= 1).
 
     Returns
     -------
@@ -112,9 +123,13 @@ def tile_grid(shape_yx: tuple[int, int], *, tile_px: int, margin_px: int) -> lis
     [(0, 5, 0, 4), (0, 5, 4, 7), (5, 10, 0, 4), (5, 10, 4, 7)]
     >>> tile_grid((10, 7), tile_px=5, margin_px=2)[0].window
     (0, 7, 0, 6)
+    >>> tile_grid((10, 7), tile_px=5, margin_px=2, align_px=4)[3].window
+    (0, 10, 0, 7)
     """
-    if tile_px < 1 or margin_px < 0:
-        raise ValueError(f"tile_px must be >= 1 and margin_px >= 0; got {tile_px}, {margin_px}")
+    if tile_px < 1 or margin_px < 0 or align_px < 1:
+        raise ValueError(
+            f"tile_px and align_px must be >= 1 and margin_px >= 0; got {tile_px}, {align_px}, {margin_px}"
+        )
     ny, nx = int(shape_yx[0]), int(shape_yx[1])
 
     def cuts(n: int) -> np.ndarray:
@@ -126,32 +141,73 @@ def tile_grid(shape_yx: tuple[int, int], *, tile_px: int, margin_px: int) -> lis
     for i in range(len(ys) - 1):
         for j in range(len(xs) - 1):
             core = (int(ys[i]), int(ys[i + 1]), int(xs[j]), int(xs[j + 1]))
-            window = (max(0, core[0] - margin_px), min(ny, core[1] + margin_px),
-                      max(0, core[2] - margin_px), min(nx, core[3] + margin_px))
+            y0 = (core[0] - margin_px) // align_px * align_px
+            x0 = (core[2] - margin_px) // align_px * align_px
+            window = (max(0, y0), min(ny, core[1] + margin_px), max(0, x0), min(nx, core[3] + margin_px))
             tiles.append(Tile(len(tiles), core, window))
     return tiles
+
+
+def _background_reach_um(background_size_um: float) -> float:
+    """How far (µm) the background of :func:`~spinalquant.segment.gfp_cells.background_residual`
+    looks: an opening and a box filter of about 1.1 x the window on a grid of
+    tenth-window blocks, plus one block of interpolation: at most 1.6 x the window."""
+    return 1.6 * float(background_size_um)
 
 
 def default_overlap_um(config: Config | None = None, *, section: str = "cord") -> float:
     """Overlap margin (µm) wide enough for the largest object of a section.
 
-    Cord: the largest of 3 x the motor-neuron soma diameter and the radius of
-    its background opening (60 µm with defaults). Muscle: the diameter of a
-    disk with the largest accepted fiber area (160 µm with defaults), more
-    than 2.5 x the min-Feret of the largest mouse TA fibers.
+    Cord: the largest of 3 x the motor-neuron soma diameter, the radius of
+    its background opening (60 µm with defaults) and, for GFP+ cells and
+    astrocytes, the reach of the background removal (1.6 x
+    ``background_size_um``) plus the smoothing and one cell diameter with
+    its outline ring (84 µm with defaults): every pixel of a core object, and
+    every pixel its outline looks at, then has the same background as in the
+    whole image. Muscle: the diameter of a disk with the largest accepted
+    fiber area (160 µm with defaults), more than 2.5 x the min-Feret of the
+    largest mouse TA fibers.
 
     Examples
     --------
-    >>> default_overlap_um(section="cord")
-    60.0
+    >>> round(default_overlap_um(section="cord"), 1)
+    83.8
     """
     cfg = config or Config()
     if section == "cord":
-        mn = cfg.motor_neurons
-        return float(max(3.0 * mn.soma_diameter_um, mn.background_radius_um or 0.0))
+        mn, g, a = cfg.motor_neurons, cfg.gfp_cells, cfg.astrocytes
+        gfp = (_background_reach_um(g.background_size_um) + 4 * g.smooth_sigma_um + g.cell_diameter_um
+               + g.granule_ring_um + g.max_grow_um)
+        astro = (_background_reach_um(a.background_size_um) + 2 * a.process_width_um
+                 + 4 * a.soma_diameter_um / 8 + a.soma_diameter_um + a.max_grow_um)
+        return float(max(3.0 * mn.soma_diameter_um, mn.background_radius_um or 0.0, gfp, astro))
     if section == "muscle":
         return float(2.0 * math.sqrt(cfg.fibers.max_area_um2 / math.pi))
     raise ValueError(f"section must be 'cord' or 'muscle'; got {section!r}")
+
+
+def _align_px(cfg: Config, px: float, section: str) -> int:
+    """Window-origin alignment (pixels) under which block-pooled filters match the whole image.
+
+    The least common multiple of the block sizes of the background openings
+    of GFP+ cells, astrocytes and the GFAP area fraction, the motor-neuron
+    background bins (``remove_background``: bins of max(2 µm, radius / 10))
+    and the puncta noise grid (``noise_window_um``, at least 16 px).
+    """
+    if section != "cord":
+        return 1
+    from .segment.gfp_cells import background_block_px
+
+    mn = cfg.motor_neurons
+    radius = getattr(mn, "background_radius_um", None) or 3.0 * mn.soma_diameter_um
+    sizes = [
+        background_block_px(cfg.gfp_cells.background_size_um, px),
+        background_block_px(cfg.astrocytes.background_size_um, px),
+        background_block_px(40.0, px),  # gfap_area_fraction's default window
+        max(1, round(max(2.0, radius / 10.0) / px)),
+        max(16, round(getattr(cfg.puncta, "noise_window_um", 6.0) / px)),
+    ]
+    return math.lcm(*sizes)
 
 
 def estimated_memory_bytes(stack: Stack) -> int:
@@ -394,36 +450,107 @@ def _subsample_index(lo: int, hi: int, k: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ public
-def _global_bleed_through(stack: Stack, cfg: Config, px: float, max_pixels: int,
-                          say: Callable[[str], None]) -> Config:
-    """Fix the GFP→GFAP bleed-through coefficient once for the whole image.
+def _sample_positions(tile: Tile, width: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels of a tile's core whose flat index ``y * width + x`` is a multiple of ``stride``.
 
-    Estimated per tile it would vary with the few cells each tile holds, and
-    a cell's GFAP call would depend on the tiling. The estimate uses a plane
-    sampled every ``k``-th pixel (at most ``max_pixels``), which is plenty for
-    a per-cell intensity ratio.
+    Returns their window coordinates (row, column) and their positions
+    ``flat // stride`` in the whole image's sample ``plane.ravel()[::stride]``.
     """
-    from .pipeline import _has
-    from .segment.gfp_cells import estimate_bleed_through, segment_gfp_cells
+    cy0, cy1, cx0, cx1 = tile.core
+    wy0, wx0 = tile.window[0], tile.window[2]
+    rows = np.arange(cy0, cy1, dtype=np.int64)
+    if stride == 1:
+        yy, xx = np.meshgrid(rows, np.arange(cx0, cx1, dtype=np.int64), indexing="ij")
+    else:
+        first = cx0 + (-(rows * width + cx0)) % stride
+        xx = first[:, None] + stride * np.arange(-(-(cx1 - cx0) // stride), dtype=np.int64)[None, :]
+        yy = np.broadcast_to(rows[:, None], xx.shape)
+        ok = xx < cx1
+        yy, xx = yy[ok], xx[ok]
+    yy, xx = yy.ravel(), xx.ravel()
+    return yy - wy0, xx - wx0, (yy * width + xx) // stride
 
-    if cfg.gfap_positivity.bleed_coefficient is not None:
+
+def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, best: list[int] | None,
+                       max_pixels: int, say: Callable[[str], None]) -> Config:
+    """Fix the image-wide statistics of the cord analysis once, for every tile.
+
+    Computed per window they would follow each window's content, and an
+    object's outline or GFAP call would depend on the tiling:
+
+    * the detection thresholds (and background medians) of GFP+ cells
+      (:func:`~spinalquant.segment.gfp_cells.detection_threshold`) and
+      astrocytes (:func:`~spinalquant.segment.astrocytes.soma_threshold`)
+      are **the whole image's**: each window's background residual (soma
+      response) is exact in its core, because the overlap covers the
+      background's reach and windows are block-aligned, and the cores
+      contribute exactly the pixels of the whole image's regular subsample
+      ``ravel()[::stride]``, in the same order;
+    * the GFP→GFAP bleed-through coefficient is estimated on a plane sampled
+      every ``k``-th pixel (at most ``max_pixels``), plenty for a per-cell
+      intensity ratio.
+
+    One pass reads the GFP and GFAP channels window by window. Values already
+    set in ``cfg`` are kept. 3-D GFP segmentation keeps per-window thresholds.
+    """
+    from .pipeline import _has, _plane
+    from .segment import astrocytes as astro
+    from .segment import gfp_cells as gc
+
+    has = {m: _has(stack, cfg, m) for m in ("gfp", "gfap")}
+    g, a, pos = cfg.gfp_cells, cfg.astrocytes, cfg.gfap_positivity
+    want_g = has["gfp"] and g.fixed_threshold is None and cfg.image.mode != "3d"
+    want_a = has["gfap"] and a.fixed_threshold is None
+    want_b = has["gfp"] and has["gfap"] and pos.bleed_coefficient is None
+    if not (want_g or want_a or want_b):
         return cfg
-    if not (_has(stack, cfg, "gfp") and _has(stack, cfg, "gfap")):
-        return cfg
-    say("GFP→GFAP bleed-through (whole image)")
-    h, w = stack.shape[2:]
-    k = max(1, math.ceil(math.sqrt(h * w / max_pixels)))
-    planes = []
-    for m in ("gfp", "gfap"):
-        ch = stack.channel(cfg.marker(m), cfg.aliases)[:, ::k, ::k]
-        planes.append(np.asarray(ch.max(axis=0).compute() if hasattr(ch, "compute") else ch.max(axis=0)))
-    gfp, gfap = planes
-    labels = segment_gfp_cells(gfp, pixel_size_um=px * k, params=cfg.gfp_cells)
-    if labels.max() == 0:
-        return cfg
-    coef = float(estimate_bleed_through(gfp, gfap, labels=labels, pixel_size_um=px * k))
-    return dataclasses.replace(
-        cfg, gfap_positivity=dataclasses.replace(cfg.gfap_positivity, bleed_coefficient=coef))
+    say("image-wide thresholds and GFP→GFAP bleed-through")
+    h, w = (int(n) for n in stack.shape[2:])
+    n = h * w
+    markers = [m for m in ("gfp", "gfap") if has[m]]
+    idx = [stack.channel_index(cfg.marker(m), cfg.aliases) for m in markers]
+    # only these channels are read; the sub-stack's channels are addressed by index
+    sub = dataclasses.replace(stack, data=stack.data[idx], channel_names=tuple(markers))
+    sub_cfg = dataclasses.replace(cfg, channels={m: i for i, m in enumerate(markers)})
+    sub_best = None if best is None else [best[i] for i in idx]
+    k = max(1, math.ceil(math.sqrt(n / max_pixels)))
+    small = {m: None for m in markers} if want_b else {}
+    sg, sa = gc.threshold_sample_stride(n), astro.soma_sample_stride(n)
+    samp_g = np.empty(-(-n // sg), np.float32) if want_g else None
+    samp_a = np.empty(-(-n // sa), np.float32) if want_a else None
+    for tile in tiles:
+        ts = _tile_stack(sub, tile, sub_cfg, sub_best)
+        planes = {m: _plane(ts, sub_cfg, m) for m in markers}
+        if want_g:
+            resid = gc.background_residual(planes["gfp"], spacing=(px, px), smooth_sigma_um=g.smooth_sigma_um,
+                                           background_size_um=g.background_size_um)
+            r, c, j = _sample_positions(tile, w, sg)
+            samp_g[j] = resid[r, c]
+        if want_a:
+            resp = astro.soma_response(planes["gfap"], pixel_size_um=px, params=a)
+            r, c, j = _sample_positions(tile, w, sa)
+            samp_a[j] = resp[r, c]
+        if want_b:
+            (cy0, cy1, cx0, cx1) = tile.core
+            iy, ix = _subsample_index(cy0, cy1, k), _subsample_index(cx0, cx1, k)
+            grid = np.ix_(iy - tile.window[0], ix - tile.window[2])
+            for m in markers:
+                if small[m] is None:
+                    small[m] = np.zeros((-(-h // k), -(-w // k)), planes[m].dtype)
+                small[m][np.ix_(iy // k, ix // k)] = planes[m][grid]
+    if want_g:
+        thr, med, _ = gc.detection_threshold(samp_g, method=g.threshold_method, noise_k=g.noise_k)
+        g = dataclasses.replace(g, fixed_threshold=thr, fixed_median=med if g.fixed_median is None else g.fixed_median)
+    if want_a:
+        thr, med = astro.soma_threshold(samp_a, noise_k=a.noise_k)
+        a = dataclasses.replace(a, fixed_threshold=thr, fixed_median=med if a.fixed_median is None else a.fixed_median)
+    if want_b:
+        labels = gc.segment_gfp_cells(small["gfp"], pixel_size_um=px * k, params=cfg.gfp_cells)
+        if labels.max() > 0:
+            coef = float(gc.estimate_bleed_through(small["gfp"], small["gfap"], labels=labels,
+                                                   pixel_size_um=px * k))
+            pos = dataclasses.replace(pos, bleed_coefficient=coef)
+    return dataclasses.replace(cfg, gfp_cells=g, astrocytes=a, gfap_positivity=pos)
 
 
 def analyze_tiled(
@@ -503,7 +630,7 @@ def analyze_tiled(
             f"{stack.name}: ROI mask shape {tuple(roi_mask.shape)} does not match the image {shape_yx}"
         )
     tiles = tile_grid(shape_yx, tile_px=max(1, round(tile_um / px)),
-                      margin_px=math.ceil(overlap / px))
+                      margin_px=math.ceil(overlap / px), align_px=_align_px(cfg, px, kind))
 
     tile_cfg = cfg
     if kind == "muscle":
@@ -512,10 +639,10 @@ def analyze_tiled(
         if getattr(cfg.fibers, "exclude_border", None) is not None:
             tile_cfg = dataclasses.replace(
                 tile_cfg, fibers=dataclasses.replace(cfg.fibers, exclude_border=False))
-    if kind == "cord":
-        tile_cfg = _global_bleed_through(stack, tile_cfg, px, coloc_max_pixels, say)
     best = _best_planes(stack.data, tiles) if (
         cfg.image.projection == "best" and stack.shape[1] > 1 and cfg.image.mode != "3d") else None
+    if kind == "cord":
+        tile_cfg = _global_statistics(stack, tile_cfg, tiles, px, best, coloc_max_pixels, say)
 
     n_kinds = len(LABELLED_KINDS) + len(stack.channel_names) + 3
     est = shape_yx[0] * shape_yx[1] * 4 * n_kinds
@@ -581,6 +708,14 @@ def analyze_tiled(
         "skipped_tiles": skipped, "coloc_subsample": k,
         "labels_on_disk": store.on_disk,
     }}
+    if kind == "cord":  # the image-wide values every tile used
+        provenance["tiling"]["image_wide"] = {
+            "gfp_threshold": tile_cfg.gfp_cells.fixed_threshold,
+            "gfp_median": tile_cfg.gfp_cells.fixed_median,
+            "astrocyte_threshold": tile_cfg.astrocytes.fixed_threshold,
+            "astrocyte_median": tile_cfg.astrocytes.fixed_median,
+            "bleed_coefficient": tile_cfg.gfap_positivity.bleed_coefficient,
+        }
 
     if kind == "muscle":
         from .measure.morphology import fiber_histogram, fiber_summary
@@ -622,6 +757,9 @@ def _merge_tile(res: Results, tile: Tile, px: float, shape_yx: tuple[int, int], 
         df = df.copy()
         df["y_um"] = df["y_um"] + dy
         df["x_um"] = df["x_um"] + dx
+        for col, off in (("y_px", tile.window[0]), ("x_px", tile.window[2])):
+            if col in df.columns:  # pixel coordinates (puncta) are global too
+                df[col] = df[col] + off
         keep = _in_core(df, tile, px)
         lab = res.labels.get(name)
         if name == "fibers":

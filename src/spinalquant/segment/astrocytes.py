@@ -41,7 +41,14 @@ from .gfp_cells import (
     robust_sigma,
 )
 
-__all__ = ["AstrocyteParams", "gfap_area_fraction", "segment_astrocytes"]
+__all__ = [
+    "AstrocyteParams",
+    "gfap_area_fraction",
+    "segment_astrocytes",
+    "soma_response",
+    "soma_sample_stride",
+    "soma_threshold",
+]
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,14 @@ class AstrocyteParams:
         ``soma_diameter_um``: process bases and meshwork bundles narrower than
         that are cut off, so the soma's centroid and area are its own
         (0 = no trimming).
+    fixed_threshold : float or None
+        Threshold of step 3 on the smoothed opened image, given instead of
+        computed from the image (None, the default: from the image). Tiled
+        analysis sets the whole image's value so that every tile cuts at the
+        same level (:func:`soma_threshold`).
+    fixed_median : float or None
+        Median of the smoothed opened image, the outline's fallback
+        background (None: from the image).
     """
 
     soma_diameter_um: float = 8.0
@@ -84,8 +99,14 @@ class AstrocyteParams:
     edge_fraction: float = 0.5
     max_grow_um: float = 1.0
     trim_fraction: float = 0.7
+    fixed_threshold: float | None = None
+    fixed_median: float | None = None
 
     def __post_init__(self) -> None:
+        for key in ("fixed_threshold", "fixed_median"):
+            v = getattr(self, key)
+            if v is not None and not np.isfinite(v):
+                raise ConfigError(f"[astrocytes] {key} must be a finite number or unset; got {v}")
         for key in ("soma_diameter_um", "process_width_um"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"[astrocytes] {key} must be positive; got {getattr(self, key)}")
@@ -127,17 +148,13 @@ def segment_astrocytes(
     >>> int(lab.max()), bool(lab[40, 70] == 0)
     (1, True)
     """
-    img = _check_plane(gfap, "gfap")
     px = _check_px(pixel_size_um)
-    resid = background_residual(
-        img, spacing=(px, px), smooth_sigma_um=0.0, background_size_um=params.background_size_um
-    )
-    opened = ndi.grey_opening(resid, footprint=_ellipsoid(params.process_width_um, (px, px)))
-    smooth = ndi.gaussian_filter(opened, sigma=max(0.5, params.soma_diameter_um / 8 / px))
-    sample = smooth.ravel()[:: max(1, smooth.size // 500_000)]
-    med = float(np.median(sample))
-    floor = med + params.noise_k * robust_sigma(sample)
-    thr = max(float(filters.threshold_otsu(sample)), floor) if np.ptp(sample) > 0 else floor
+    smooth = soma_response(gfap, pixel_size_um=px, params=params)
+    thr, med = params.fixed_threshold, params.fixed_median
+    if thr is None or med is None:
+        t, m = soma_threshold(smooth.ravel()[:: soma_sample_stride(smooth.size)], noise_k=params.noise_k)
+        thr = t if thr is None else float(thr)
+        med = m if med is None else float(med)
     cell = GfpCellParams(
         cell_diameter_um=params.soma_diameter_um,
         min_separation_um=params.min_separation_um or 0.6 * params.soma_diameter_um,
@@ -147,6 +164,71 @@ def segment_astrocytes(
     min_px = params.min_area_um2 / (px * px)
     lab = _cells(smooth, smooth > thr, spacing=(px, px), params=cell, min_px=min_px, fallback=med)
     return _filter_and_relabel(lab, min_px=min_px, max_px=0)
+
+
+def soma_response(gfap, *, pixel_size_um: float, params: AstrocyteParams = AstrocyteParams()) -> np.ndarray:
+    """Steps 1-2 and the smoothing of step 3: the image the somata are thresholded on.
+
+    Background residual, grey opening with a disk of ``process_width_um``,
+    Gaussian of σ = ``soma_diameter_um / 8`` (at least half a pixel).
+
+    Parameters
+    ----------
+    gfap : ndarray, shape (Y, X)
+    pixel_size_um : float
+    params : AstrocyteParams
+
+    Returns
+    -------
+    ndarray of float32, shape (Y, X)
+
+    Examples
+    --------
+    >>> img = np.full((64, 64), 10.0); img[28:36, 28:36] = 200; img[31:33, 36:60] = 200
+    >>> r = soma_response(img, pixel_size_um=1.0)
+    >>> bool(r[32, 32] > 100 > r[32, 55])
+    True
+    """
+    img = _check_plane(gfap, "gfap")
+    px = _check_px(pixel_size_um)
+    resid = background_residual(
+        img, spacing=(px, px), smooth_sigma_um=0.0, background_size_um=params.background_size_um
+    )
+    opened = ndi.grey_opening(resid, footprint=_ellipsoid(params.process_width_um, (px, px)))
+    return ndi.gaussian_filter(opened, sigma=max(0.5, params.soma_diameter_um / 8 / px))
+
+
+def soma_sample_stride(n_pixels: int) -> int:
+    """Step of the regular subsample of the flattened :func:`soma_response` used by the threshold.
+
+    Examples
+    --------
+    >>> soma_sample_stride(256 * 256), soma_sample_stride(2048 * 2048)
+    (1, 8)
+    """
+    return max(1, int(n_pixels) // 500_000)
+
+
+def soma_threshold(sample, *, noise_k: float = 4.0) -> tuple[float, float]:
+    """Soma threshold of step 3 from :func:`soma_response` values: (threshold, median).
+
+    ``max(Otsu, median + noise_k · σ)``, σ the MAD-based noise.
+    :func:`segment_astrocytes` applies it to
+    ``response.ravel()[::soma_sample_stride(response.size)]``; tiled analysis
+    gathers exactly those pixels from its tiles to obtain the whole image's value.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(0, 1, 10_000)
+    >>> thr, med = soma_threshold(x, noise_k=4.0)
+    >>> round(thr, 1), abs(med) < 0.05
+    (4.0, True)
+    """
+    sample = np.asarray(sample).ravel()
+    med = float(np.median(sample))
+    floor = med + noise_k * robust_sigma(sample)
+    thr = max(float(filters.threshold_otsu(sample)), floor) if np.ptp(sample) > 0 else floor
+    return float(thr), med
 
 
 def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float = 3.0,

@@ -63,10 +63,12 @@ from ..errors import ConfigError
 __all__ = [
     "GfapPositivityParams",
     "GfpCellParams",
+    "detection_threshold",
     "estimate_bleed_through",
     "gfap_positivity",
     "segment_gfp_cells",
     "segment_gfp_cells_3d",
+    "threshold_sample_stride",
 ]
 
 _MAD = 1.4826
@@ -114,6 +116,14 @@ class GfpCellParams:
     trim_um : float
         Radius of the opening that trims thin processes off each outline
         (0 = none).
+    fixed_threshold : float or None
+        Detection threshold on the background residual, given instead of
+        computed from the image (None, the default, computes it as in step 2).
+        Tiled analysis sets the whole image's value here so that every tile
+        cuts at the same level (:func:`detection_threshold`).
+    fixed_median : float or None
+        Background median of the residual, used with ``fixed_threshold`` as
+        the outline's fallback background (None: from the image).
     """
 
     cell_diameter_um: float = 12.0
@@ -130,8 +140,14 @@ class GfpCellParams:
     edge_fraction: float = 0.5
     max_grow_um: float = 2.0
     trim_um: float = 2.0
+    fixed_threshold: float | None = None
+    fixed_median: float | None = None
 
     def __post_init__(self) -> None:
+        for key in ("fixed_threshold", "fixed_median"):
+            v = getattr(self, key)
+            if v is not None and not np.isfinite(v):
+                raise ConfigError(f"[gfp_cells] {key} must be a finite number or unset; got {v}")
         if not 0 <= self.edge_fraction < 1:
             raise ConfigError(f"[gfp_cells] edge_fraction must be in [0, 1); got {self.edge_fraction}")
         if self.threshold_method not in ("otsu", "triangle", "li", "noise"):
@@ -301,6 +317,24 @@ def _background(f: np.ndarray, size: np.ndarray) -> np.ndarray:
     return _upsample_linear(bg, fac, f.shape)
 
 
+def background_block_px(background_size_um: float, pixel_size_um: float) -> int:
+    """Block size (pixels) of the min-pooled grid the background opening runs on.
+
+    :func:`background_residual` pools blocks anchored at the image origin;
+    windows of a larger image whose origins are multiples of this size see
+    the same blocks, hence the same background, as the whole image.
+
+    Examples
+    --------
+    >>> background_block_px(40.0, 0.5)
+    8
+    """
+    if background_size_um <= 0:
+        return 1
+    size = max(1, round(background_size_um / _check_px(pixel_size_um)) | 1)
+    return max(1, size // 10)
+
+
 def background_residual(
     img: np.ndarray, *, spacing, smooth_sigma_um: float, background_size_um: float
 ) -> np.ndarray:
@@ -340,11 +374,49 @@ def background_residual(
     return f - _background(f, size)
 
 
-def _threshold(resid: np.ndarray, method: str, noise_k: float) -> tuple[float, float, float]:
-    """(threshold, background median, noise σ) of a residual image."""
-    sample = resid.ravel()
-    if sample.size > 1_000_000:  # a regular subsample is plenty for the statistics
-        sample = sample[:: sample.size // 500_000]
+def threshold_sample_stride(n_pixels: int) -> int:
+    """Step of the regular subsample that the detection statistics use.
+
+    Images of more than a million pixels are sampled every ``n // 500 000``-th
+    pixel of the flattened residual (a sample is plenty for a median, a MAD
+    and a histogram threshold); smaller ones are used whole.
+
+    Examples
+    --------
+    >>> threshold_sample_stride(512 * 512), threshold_sample_stride(2048 * 2048)
+    (1, 8)
+    """
+    n = int(n_pixels)
+    return n // 500_000 if n > 1_000_000 else 1
+
+
+def detection_threshold(sample, *, method: str = "li", noise_k: float = 4.0) -> tuple[float, float, float]:
+    """Detection threshold of step 2 from residual values: (threshold, median, σ).
+
+    ``max(method(sample), median + noise_k · σ)``, σ the MAD-based noise.
+    :func:`segment_gfp_cells` applies it to ``resid.ravel()[::stride]``
+    (:func:`threshold_sample_stride`); tiled analysis gathers exactly those
+    pixels from its tiles to obtain the whole image's threshold.
+
+    Parameters
+    ----------
+    sample : ndarray
+        Residual values (any shape; flattened, order irrelevant).
+    method : str
+        "li", "otsu", "triangle" or "noise".
+    noise_k : float
+
+    Returns
+    -------
+    (float, float, float)
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(0, 1, 10_000)
+    >>> round(detection_threshold(x, method="noise", noise_k=4)[0], 1)
+    4.0
+    """
+    sample = np.asarray(sample).ravel()
     med = float(np.median(sample))
     sigma = robust_sigma(sample)
     floor = med + noise_k * sigma
@@ -354,6 +426,17 @@ def _threshold(resid: np.ndarray, method: str, noise_k: float) -> tuple[float, f
         method
     ]
     return max(float(fn(sample)), floor), med, sigma
+
+
+def _threshold(resid: np.ndarray, params: GfpCellParams) -> tuple[float, float]:
+    """(threshold, background median) of a residual image, or the fixed ones of ``params``."""
+    thr, med = params.fixed_threshold, params.fixed_median
+    if thr is None or med is None:
+        sample = resid.ravel()[:: threshold_sample_stride(resid.size)]
+        t, m, _ = detection_threshold(sample, method=params.threshold_method, noise_k=params.noise_k)
+        thr = t if thr is None else thr
+        med = m if med is None else med
+    return float(thr), float(med)
 
 
 def _box(sl: tuple[slice, ...], margin, shape) -> tuple[slice, ...]:
@@ -703,7 +786,7 @@ def segment_gfp_cells(
         img, spacing=(px, px), smooth_sigma_um=params.smooth_sigma_um,
         background_size_um=params.background_size_um,
     )
-    thr, med, _ = _threshold(resid, params.threshold_method, params.noise_k)
+    thr, med = _threshold(resid, params)
     px2 = px * px
     lab = _cells(resid, resid > thr, spacing=(px, px), params=params, min_px=params.min_area_um2 / px2,
                  fallback=med)
@@ -763,7 +846,7 @@ def segment_gfp_cells_3d(
         img, spacing=spacing, smooth_sigma_um=params.smooth_sigma_um,
         background_size_um=params.background_size_um,
     )
-    thr, med, _ = _threshold(resid, params.threshold_method, params.noise_k)
+    thr, med = _threshold(resid, params)
     lab = _cells(resid, resid > thr, spacing=spacing, params=params, min_px=4, fallback=med)
     # size filter on footprints (projected areas)
     ids = _label_ids(lab)
