@@ -328,6 +328,29 @@ def _border_mask(ridge: np.ndarray, k_mad: float) -> np.ndarray:
     return ridge > thr
 
 
+def _pale(border: np.ndarray, bmask: np.ndarray, pixel_size_um: float) -> np.ndarray:
+    """H&E: ``bmask`` plus the interstitium paler than half-way to a white gap.
+
+    The H&E border image is calibrated (fiber cytoplasm 0, white gap 1), so pixels
+    above 0.5 are interstitium however wide the gap is, whereas a ridge filter marks
+    only the edges of a wide pale gap (and may miss a thin cleft running along one).
+    Noise in pale fibers crosses 0.5 too, in isolated specks, so a pale pixel counts
+    only if it is pale at 1 µm smoothing as well (a gap at least ~2 µm wide) or its
+    pale piece touches the border mask (hysteresis).
+    """
+    wide = ndi.gaussian_filter(border, max(1.0 / pixel_size_um, 0.5)) > 0.5
+    out = bmask | wide
+    del wide
+    pieces, n = ndi.label(border > 0.5)
+    if n == 0:
+        return out
+    hit = np.zeros(n + 1, dtype=bool)
+    hit[pieces[out]] = True
+    hit[0] = False
+    out |= hit[pieces]
+    return out
+
+
 def _depth(clearance: np.ndarray, pixel_size_um: float) -> np.ndarray:
     """Clearance (distance to the nearest border pixel, µm) smoothed by 1 µm, float32."""
     return ndi.gaussian_filter(clearance, max(1.0 / pixel_size_um, 0.5))
@@ -728,10 +751,7 @@ def segment_fibers(
     ridge = _ridges(border, max(p.ridge_sigma_um / pixel_size_um, 0.7))
     bmask = _border_mask(ridge, p.ridge_threshold_mad)
     if stain == "he":
-        # the H&E border image is calibrated (fiber cytoplasm 0, white gap 1): whatever
-        # is paler than half-way is interstitium however wide it is (a ridge filter
-        # only marks the edges of a wide pale gap)
-        bmask |= border > 0.5
+        bmask = _pale(border, bmask, pixel_size_um)
     clearance = ndi.distance_transform_edt(~bmask, sampling=pixel_size_um).astype(np.float32)
     depth = _depth(clearance, pixel_size_um)
     seeds = _seeds(depth, pixel_size_um, p)
