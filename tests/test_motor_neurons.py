@@ -235,9 +235,13 @@ def test_phantom_motor_neurons_and_perisomatic_puncta(seed, ps, snr):
     counts = perisomatic_puncta(labels, puncta, pixel_size_um=ps)
     per = counts.set_index("label").loc[table.label.to_numpy(), "n_puncta"].to_numpy()[j]
     true_n = truth.n_puncta.to_numpy()
-    # The phantom places puncta down to 0.9 µm apart: pairs in adjacent pixels stay
-    # merged (about 10 % of the perisomatic puncta at 0.7 µm/px, a few % at 0.5)
-    tol_image = {0.3: 0.05, 0.5: 0.10}.get(ps, 0.2)
+    # The phantom places puncta down to 0.9 µm apart (adjacent pixels at 0.7 µm/px);
+    # such pairs are decomposed by the puncta detector's two-spot fit. With the true
+    # soma outlines the perisomatic totals are within 2 % (measured); the segmented
+    # outlines add a few % (puncta 2 µm from a slightly smaller outline)
+    exact = perisomatic_puncta(ph.labels["motor_neurons"], puncta, pixel_size_um=ps)
+    assert abs(exact.n_puncta.sum() - true_n.sum()) <= 0.05 * true_n.sum(), (exact, true_n)
+    tol_image = {0.3: 0.05, 0.5: 0.07}.get(ps, 0.08)
     assert np.all(np.abs(per - true_n) <= np.maximum(4, 0.35 * true_n)), (per, true_n)
     assert abs(per.sum() - true_n.sum()) <= tol_image * true_n.sum(), (per, true_n)
 

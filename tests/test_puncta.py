@@ -244,10 +244,9 @@ def test_phantom_puncta_f1(seed, ps, snr):
     truth = ph.truth["puncta"][["y_um", "x_um"]].to_numpy()
     score = f1(out[["y_um", "x_um"]].to_numpy(), truth, tol=1.0)
     assert score >= 0.90, f"puncta F1 {score:.3f}"
-    # the phantom puts puncta as close as 0.9 µm: pairs whose spots fall into
-    # adjacent pixels cannot be split, 3-10 % of the count at 0.7 µm/px
-    tol = 0.05 if ps <= 0.5 else 0.12
-    assert abs(len(out) - len(truth)) <= tol * len(truth)
+    # the phantom puts puncta as close as 0.9 µm (adjacent pixels at 0.7 µm/px):
+    # such pairs are decomposed by the one- vs two-spot fit (module notes, step 6)
+    assert abs(len(out) - len(truth)) <= 0.05 * len(truth), (len(out), len(truth))
     granules = ph.truth["granules"][["y_um", "x_um"]].to_numpy()
     assert match(out[["y_um", "x_um"]].to_numpy(), granules, 1.0)[0] <= 1
 
@@ -261,9 +260,11 @@ def test_phantom_puncta_sweep(seed, ps, snr):
     out = detect_puncta(syn, pixel_size_um=ps, reference=refs)
     truth = ph.truth["puncta"][["y_um", "x_um"]].to_numpy()
     score = f1(out[["y_um", "x_um"]].to_numpy(), truth, tol=1.0)
-    # dim puncta on 0.7 µm pixels: pairs in adjacent pixels stay merged (F1 0.90-0.92)
-    need = 0.89 if (ps >= 0.7 and snr <= 6) else 0.90
-    assert score >= need, f"puncta F1 {score:.3f} (seed {seed}, {ps} µm/px, snr {snr})"
+    assert score >= 0.90, f"puncta F1 {score:.3f} (seed {seed}, {ps} µm/px, snr {snr})"
+    # counts within 5 %; dim puncta on 0.7 µm pixels: about 10 % are below the
+    # detection threshold (isolated spots of response snr < 5, not merged pairs)
+    tol = 0.13 if (ps >= 0.7 and snr <= 6) else 0.05
+    assert abs(len(out) - len(truth)) <= tol * len(truth), (len(out), len(truth))
 
 
 def test_close_pairs_are_split_single_spots_are_not():
@@ -291,3 +292,56 @@ def test_close_pairs_are_split_single_spots_are_not():
     d = cKDTree(split[["y_um", "x_um"]].to_numpy()).query_ball_point(singles, 1.0)
     assert max(len(x) for x in d) == 1
     assert len(split) <= len(pts) + 1
+
+
+def _pairs_and_singles(seed, snr, ps=0.7, sep_um=(0.9, 1.2)):
+    """30 pairs ``sep_um`` apart (adjacent pixels at 0.7 µm/px) and 51 single spots.
+
+    Pair spots have sigma 0.25 µm; singles 0.2-0.4 µm (boutons of several sizes),
+    so a wide single is not mistaken for a pair. ``snr`` is the peak of a
+    pixel-centred spot over the background noise (amplitudes vary 0.8-1.25x).
+    """
+    rng = np.random.default_rng(seed)
+    centres = np.array([(y, x) for y in np.arange(5, 77, 8.0) for x in np.arange(5, 77, 8.0)])
+    rng.shuffle(centres)
+    ang = rng.uniform(0, np.pi, 30)
+    off = 0.5 * rng.uniform(*sep_um, 30)[:, None] * np.column_stack([np.sin(ang), np.cos(ang)])
+    pairs = np.stack([centres[:30] + off, centres[:30] - off], axis=1)  # (30, 2, 2)
+    singles = centres[30:]
+    shape, noise_sd = (115, 115), np.sqrt(50 + 3.0**2)
+    lam = 50 + _render(shape, ps, pairs.reshape(-1, 2),
+                       snr * noise_sd * rng.uniform(0.8, 1.25, 60), 0.25)
+    for p, s in zip(singles, rng.uniform(0.2, 0.4, len(singles)), strict=True):
+        lam += _render(shape, ps, p[None], [snr * noise_sd * rng.uniform(0.8, 1.25)], s)
+    img = (rng.poisson(lam) + rng.normal(0, 3, shape)).clip(0).astype(np.uint16)
+    return img, pairs, singles
+
+
+def _resolved_pairs(found, pairs, tol=0.4):
+    """Pairs both of whose spots have their own detection within ``tol`` µm; their errors."""
+    tree = cKDTree(found)
+    n, err = 0, []
+    for a, b in pairs:
+        (da, ia), (db, ib) = tree.query(a), tree.query(b)
+        if da < tol and db < tol and ia != ib:
+            n += 1
+            err += [da, db]
+    return n, np.asarray(err)
+
+
+@pytest.mark.parametrize(("seed", "snr", "need"), [(1, 25.0, 28), (2, 15.0, 22)])
+def test_unresolved_pairs_are_decomposed_single_spots_never(seed, snr, need):
+    ps = 0.7
+    img, pairs, singles = _pairs_and_singles(seed, snr, ps)
+    out = detect_puncta(img, pixel_size_um=ps)
+    found = out[["y_um", "x_um"]].to_numpy()
+    resolved, err = _resolved_pairs(found, pairs)
+    assert resolved >= need, f"{resolved}/30 pairs 0.9-1.2 µm apart resolved"
+    assert np.sqrt(np.mean(err**2)) < 0.2  # each spot of a pair located to < 0.3 px
+    # single spots (also the wide ones) are never split
+    assert max(len(n) for n in cKDTree(found).query_ball_point(singles, 1.5)) == 1
+    # nothing else appears: at most two detections per pair, one per single
+    assert len(out) <= 2 * len(pairs) + len(singles)
+    # without splitting such pairs stay merged (one smoothed maximum, no dip)
+    merged = detect_puncta(img, pixel_size_um=ps, params=PunctaParams(split_snr=None))
+    assert _resolved_pairs(merged[["y_um", "x_um"]].to_numpy(), pairs)[0] <= 3
