@@ -761,6 +761,14 @@ def load(
 def check_content(stack: Stack, *, channels: Sequence[str | int] | None = None) -> None:
     """Refuse pixel data that cannot be analysed.
 
+    Cheap on lazy (dask) data: integer images are scanned chunk by chunk, in
+    batches spread over the image, and the scan stops as soon as the image
+    (and every requested channel) is known to have two different values, so
+    a real image costs the read of a few chunks; only a constant image is
+    read whole. Floating-point images must be read whole to rule out NaN:
+    their finiteness, per-channel minima and maxima are reduced in a single
+    pass over the chunks.
+
     Parameters
     ----------
     stack : Stack
@@ -785,29 +793,90 @@ def check_content(stack: Stack, *, channels: Sequence[str | int] | None = None) 
     spinalquant.errors.ImageContentError: <array>: the image is all zeros (every pixel is 0); ...
     """
     data = stack.data
-    if data.dtype.kind == "f":
-        finite = bool(_compute(np.isfinite(data).all()))
-        if not finite:
-            raise ImageContentError(
-                f"{stack.name}: the image contains NaN or infinite pixels; replace them "
-                "and save the image again"
-            )
-    lo, hi = _compute(data.min()), _compute(data.max())
-    if lo == hi:
-        what = "all zeros (every pixel is 0)" if lo == 0 else f"constant (every pixel is {lo})"
+    wanted = sorted({stack.channel_index(m) for m in channels or ()})
+    if isinstance(data, np.ndarray) or data.dtype.kind not in "ui":
+        finite, lo, hi = _full_scan(data)
+        seen = np.ones(lo.shape, bool)
+    else:
+        finite = True
+        lo, hi, seen = _chunk_scan(data, wanted)
+    if not finite:
+        raise ImageContentError(
+            f"{stack.name}: the image contains NaN or infinite pixels; replace them "
+            "and save the image again"
+        )
+    glo, ghi = lo[seen].min(), hi[seen].max()
+    if glo == ghi:
+        what = "all zeros (every pixel is 0)" if glo == 0 else f"constant (every pixel is {glo})"
         raise ImageContentError(
             f"{stack.name}: the image is {what}; the acquisition or export failed — "
             "check the file in ImageJ/Fiji"
         )
-    for marker in channels or ():
-        idx = stack.channel_index(marker)
-        plane = data[idx]
-        lo, hi = _compute(plane.min()), _compute(plane.max())
-        if lo == hi:
+    for idx in wanted:
+        if lo[idx] == hi[idx]:
             raise ImageContentError(
                 f"{stack.name}: channel {stack.channel_names[idx]!r} is constant "
-                f"(every pixel is {lo}); it carries no signal to analyse"
+                f"(every pixel is {lo[idx]}); it carries no signal to analyse"
             )
+
+
+def _full_scan(data: Any) -> tuple[bool, np.ndarray, np.ndarray]:
+    """(all finite, per-channel min, per-channel max) of (C, ...) data; one pass over dask chunks.
+
+    The extremes are only meaningful when the data is finite.
+    """
+    axes = tuple(range(1, data.ndim))
+    if isinstance(data, np.ndarray):
+        finite = data.dtype.kind != "f" or bool(np.isfinite(data).all())
+        if not finite:
+            return False, np.zeros(0), np.zeros(0)
+        return True, data.min(axis=axes), data.max(axis=axes)
+    import dask
+    import dask.array as da
+
+    parts = [data.min(axis=axes), data.max(axis=axes)]
+    if data.dtype.kind in "fc":
+        parts.append(da.isfinite(data).all())
+    out = dask.compute(*parts)  # one graph: every chunk is read once
+    finite = bool(out[2]) if len(out) > 2 else True
+    return finite, np.asarray(out[0]), np.asarray(out[1])
+
+
+def _chunk_scan(data: Any, wanted: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel (min, max, reached) of lazy integer data, from as few chunks as settle the checks.
+
+    Chunks are read in batches (4, 8, 16, ... at most 256 at once) in a fixed
+    pseudo-random order that spreads them over the image, so that blank
+    borders of a mosaic do not delay the answer. The scan stops once the
+    image holds two different values and every channel in ``wanted`` does
+    too; the extremes then cover the chunks read (``reached`` marks the
+    channels with at least one chunk read). A constant image is read whole.
+    """
+    import dask
+
+    n_c = int(data.shape[0])
+    lo = np.zeros(n_c, dtype=data.dtype)
+    hi = np.zeros(n_c, dtype=data.dtype)
+    seen = np.zeros(n_c, bool)
+    c_start = np.concatenate([[0], np.cumsum(data.chunks[0])]).astype(int)
+    blocks = list(np.ndindex(*data.numblocks))
+    order = np.random.default_rng(0).permutation(len(blocks))
+    axes = tuple(range(1, data.ndim))
+    pos, batch = 0, 4
+    while pos < len(order):
+        part = [blocks[i] for i in order[pos:pos + batch]]
+        pos += batch
+        batch = min(2 * batch, 256)
+        stats = dask.compute(*[(data.blocks[b].min(axis=axes), data.blocks[b].max(axis=axes)) for b in part])
+        for b, (blo, bhi) in zip(part, stats, strict=True):
+            sl = slice(c_start[b[0]], c_start[b[0] + 1])
+            first = ~seen[sl]
+            lo[sl] = np.where(first, blo, np.minimum(lo[sl], blo))
+            hi[sl] = np.where(first, bhi, np.maximum(hi[sl], bhi))
+            seen[sl] = True
+        if lo[seen].min() != hi[seen].max() and all(seen[c] and lo[c] != hi[c] for c in wanted):
+            break
+    return lo, hi, seen
 
 
 def _compute(value: Any) -> Any:
