@@ -202,15 +202,24 @@ def _he_border(hema: np.ndarray, eosin: np.ndarray, sigma_px: float) -> np.ndarr
 
 
 def _border_pair(image, pixel_size_um: float, stain: str, smooth_um: float):
-    """(raw, smoothed) float32 border images: raw barely smoothed, smoothed by smooth_um."""
+    """(raw, smoothed) border images: raw barely smoothed, smoothed (float32) by smooth_um.
+
+    For fluorescence ``raw`` is the image itself (any dtype, not copied: only pixels
+    sampled from it are converted to float32).
+    """
     stain = _check_stain(stain)
     if stain == "he":
         hema, eosin = _he_stains(_check_rgb(image))
         raw = _he_border(hema, eosin, 0.5)
         return raw, _he_border(hema, eosin, max(smooth_um / pixel_size_um, 0.5))
-    img = _check_gray(image).astype(np.float32)
+    img = _check_gray(image)
     sigma = smooth_um / pixel_size_um
-    return img, (ndi.gaussian_filter(img, sigma) if sigma > 0.3 else img)
+    if sigma <= 0.3:
+        return img, img.astype(np.float32)
+    if img.dtype.kind in "ui" and img.dtype.itemsize <= 2:
+        # exact in float32: filter straight into a float32 output (no float32 copy)
+        return img, ndi.gaussian_filter(img, sigma, output=np.float32)
+    return img, ndi.gaussian_filter(img.astype(np.float32), sigma)
 
 
 def border_image(image, *, pixel_size_um: float, stain: str = "laminin", smooth_um: float = 0.5):
@@ -348,6 +357,33 @@ def _pale(border: np.ndarray, bmask: np.ndarray, pixel_size_um: float) -> np.nda
     hit[pieces[out]] = True
     hit[0] = False
     out |= hit[pieces]
+    return out
+
+
+def _edt(mask: np.ndarray, pixel_size_um: float, rows: int = 256) -> np.ndarray:
+    """Euclidean distance (µm, float32) of each ``mask`` pixel to the nearest False pixel.
+
+    The same numbers as ``ndi.distance_transform_edt(mask, sampling=pixel_size_um)``
+    cast to float32, but the distances are computed from the feature transform in
+    blocks of rows (scipy builds several full-size float64 and int32 temporaries).
+    """
+    ft = ndi.distance_transform_edt(
+        mask, sampling=pixel_size_um, return_distances=False, return_indices=True
+    )
+    out = np.empty(mask.shape, dtype=np.float32)
+    sampling = np.float64(pixel_size_um)
+    cols = np.arange(mask.shape[1], dtype=np.int32)
+    for r0 in range(0, mask.shape[0], rows):
+        r1 = min(r0 + rows, mask.shape[0])
+        dy = (ft[0, r0:r1] - np.arange(r0, r1, dtype=np.int32)[:, None]).astype(np.float64)
+        dy *= sampling
+        dy *= dy
+        dx = (ft[1, r0:r1] - cols).astype(np.float64)
+        dx *= sampling
+        dx *= dx
+        dy += dx
+        np.sqrt(dy, out=dy)
+        out[r0:r1] = dy
     return out
 
 
@@ -507,16 +543,32 @@ def _drop_weak_seeds(
 
 
 def _reflood(basins: np.ndarray, ridge: np.ndarray, gone: np.ndarray) -> np.ndarray:
-    """Flood the basins flagged in ``gone`` (by label) again from their neighbours."""
+    """Flood the basins flagged in ``gone`` (by label) again from their neighbours.
+
+    Each connected piece of the dropped basins (with its one-pixel ring of
+    neighbours) is flooded on its own bounding box: a watershed confined by its mask
+    never crosses between pieces, so this equals one flood of the whole image at a
+    fraction of the memory. ``basins`` is updated in place and returned.
+    """
     if not gone.any():
         return basins
     region = gone[basins]
     near = ndi.binary_dilation(region)
-    # only the ring around the dropped basins seeds the local flood (every marker
-    # pixel would otherwise enter the watershed's queue)
-    ring = np.where(near & ~region, basins, 0)
-    flooded = segmentation.watershed(ridge, ring, mask=near)
-    return np.where(region, flooded, basins)
+    del region
+    pieces, _ = ndi.label(near)  # 4-connected, as the watershed's neighbourhood
+    del near
+    for i, sl in enumerate(ndi.find_objects(pieces), start=1):
+        if sl is None:
+            continue
+        b = basins[sl]
+        mine = pieces[sl] == i
+        region = mine & gone[b]
+        # only the ring around the dropped basins seeds the local flood (every marker
+        # pixel would otherwise enter the watershed's queue)
+        ring = np.where(mine & ~region, b, 0)
+        flooded = segmentation.watershed(ridge[sl], ring, mask=mine)
+        b[region] = flooded[region]
+    return basins
 
 
 def _inner_edges(labels: np.ndarray) -> np.ndarray:
@@ -532,20 +584,37 @@ def _inner_edges(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def _group_medians(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Median of ``values`` per group 0..n_groups-1 (NaN when empty); one float64 sort.
+def _group_medians(parts, n_groups: int) -> np.ndarray:
+    """Median of the values per group 0..n_groups-1 (NaN when empty); one float64 sort.
 
-    Each value is packed with its group id into one sortable float64 key
-    (``group + value scaled to [0, 0.5]``); sorting the keys sorts by group, then by
-    value, and the middle elements of each group are read back.
+    ``parts`` is a sequence of ``(values, groups)`` array pairs (any real dtype / any
+    integer dtype). Each value is packed with its group id into one sortable float64
+    key (``group + value scaled to [0, 0.5]``), written part by part into one
+    preallocated array; sorting the keys sorts by group, then by value, and the
+    middle elements of each group are read back.
     """
-    values = values.astype(np.float64)
-    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    parts = [(v, g) for v, g in parts if v.size]
+    total = sum(v.size for v, _ in parts)
+    if total:
+        lo = min(float(v.min()) for v, _ in parts)
+        hi = max(float(v.max()) for v, _ in parts)
+    else:
+        lo, hi = 0.0, 1.0
     scale = 0.5 / (hi - lo) if hi > lo else 0.0
-    key = groups.astype(np.float64)
-    key += (values - lo) * scale
+    key = np.empty(total, dtype=np.float64)
+    counts = np.zeros(n_groups, dtype=np.int64)
+    pos = 0
+    for v, g in parts:
+        k = key[pos : pos + v.size]
+        k[:] = g
+        t = v.astype(np.float64)
+        t -= lo
+        t *= scale
+        k += t
+        del t
+        counts += np.bincount(g, minlength=n_groups)[:n_groups]
+        pos += v.size
     key.sort()
-    counts = np.bincount(groups, minlength=n_groups)[:n_groups]
     start = np.concatenate([[0], np.cumsum(counts)[:-1]])
     out = np.full(n_groups, np.nan)
     ok = counts > 0
@@ -577,8 +646,7 @@ def _outline(
     n = int(labels.max())
     edge = _inner_edges(labels)
     # distance (µm) to the crest, which lies half a pixel beyond the edge pixels
-    dist = ndi.distance_transform_edt(~edge & (labels > 0), sampling=pixel_size_um)
-    dist = dist.astype(np.float32)
+    dist = _edt(~edge & (labels > 0), pixel_size_um)
     dist += np.float32(0.5 * pixel_size_um)
     max_depth = np.zeros(n + 1, np.float32)
     np.maximum.at(max_depth, labels.ravel(), dist.ravel())
@@ -587,29 +655,45 @@ def _outline(
     n_rings = max(int(np.ceil(max_halfwidth_um / step)), 2)
     flat_lab = labels.ravel()
     flat_dist = dist.ravel()
-    # groups: cores 0..n-1, rims n..2n-1, rings 2n + (label-1) * n_rings + ring
-    core_px = np.flatnonzero((flat_lab > 0) & (flat_dist >= 0.5 * max_depth[flat_lab]))
-    rim_px = np.flatnonzero(edge.ravel())
-    ring = ((flat_dist - np.float32(0.5 * pixel_size_um)) / np.float32(step)).astype(np.int32)
-    band_px = np.flatnonzero((flat_lab > 0) & (ring < n_rings))
     flat_raw = raw.ravel()
-    groups = np.concatenate(
-        [
-            flat_lab[core_px].astype(np.int64) - 1,
-            flat_lab[rim_px].astype(np.int64) - 1 + n,
-            2 * n + (flat_lab[band_px].astype(np.int64) - 1) * n_rings + ring[band_px],
-        ]
+    # groups: cores 0..n-1, rims n..2n-1, rings 2n + (label-1) * n_rings + ring;
+    # boolean masks select the pixels (no int64 index arrays), in raster order
+    gtype = np.int32 if 2 * n + n * n_rings < 2**31 else np.int64
+    core = flat_dist >= 0.5 * max_depth[flat_lab]
+    core &= flat_lab > 0
+    core_groups = flat_lab[core].astype(gtype)
+    core_groups -= 1
+    core_vals = flat_raw[core].astype(np.float32)
+    del core
+    rim = edge.ravel()
+    rim_groups = flat_lab[rim].astype(gtype)
+    rim_groups += n - 1
+    rim_vals = flat_raw[rim].astype(np.float32)
+    ring = flat_dist - np.float32(0.5 * pixel_size_um)
+    ring /= np.float32(step)
+    ring = ring.astype(np.int32)
+    band = ring < n_rings
+    band &= flat_lab > 0
+    ring_group = flat_lab[band].astype(gtype)
+    ring_group -= 1
+    ring_group *= n_rings
+    ring_group += ring[band]
+    del ring
+    band_dist = flat_dist[band]
+    band_vals = flat_raw[band].astype(np.float32)
+    del band
+    med = _group_medians(
+        [(core_vals, core_groups), (rim_vals, rim_groups), (band_vals, ring_group + 2 * n)],
+        2 * n + n * n_rings,
     )
-    values = np.concatenate([flat_raw[core_px], flat_raw[rim_px], flat_raw[band_px]])
-    med = _group_medians(values, groups, 2 * n + n * n_rings)
+    del core_vals, core_groups, rim_vals, rim_groups, band_vals
     core_level = np.nan_to_num(med[:n], nan=0.0)
     rim_level = np.nan_to_num(med[n : 2 * n], nan=np.inf)
     span = np.maximum(rim_level - core_level, 1e-12)
-    band_lab = flat_lab[band_px].astype(np.int64) - 1
     prof = (med[2 * n :].reshape(n, n_rings) - core_level[:, None]) / span[:, None]
-    ring_group = band_lab * n_rings + ring[band_px]
     n_px = np.bincount(ring_group, minlength=n * n_rings)
-    d_sum = np.bincount(ring_group, weights=flat_dist[band_px], minlength=n * n_rings)
+    d_sum = np.bincount(ring_group, weights=band_dist, minlength=n * n_rings)
+    del ring_group, band_dist
     pos = np.full(n * n_rings, np.nan)
     np.divide(d_sum, n_px, out=pos, where=n_px > 0)
     pos = pos.reshape(n, n_rings)
@@ -752,7 +836,7 @@ def segment_fibers(
     bmask = _border_mask(ridge, p.ridge_threshold_mad)
     if stain == "he":
         bmask = _pale(border, bmask, pixel_size_um)
-    clearance = ndi.distance_transform_edt(~bmask, sampling=pixel_size_um).astype(np.float32)
+    clearance = _edt(~bmask, pixel_size_um)
     depth = _depth(clearance, pixel_size_um)
     seeds = _seeds(depth, pixel_size_um, p)
     if len(seeds) == 0:
