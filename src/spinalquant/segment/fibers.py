@@ -293,22 +293,46 @@ def _ridges(border: np.ndarray, sigma_px: float) -> np.ndarray:
     g = ndi.gaussian_filter(border, sigma_px, mode="reflect")
     fine = _tubeness(g, sigma_px)
     g = ndi.gaussian_filter(g, np.sqrt(3.0) * sigma_px, mode="reflect")
-    return np.maximum(fine, _tubeness(g, 2.0 * sigma_px), out=fine)
+    coarse = _tubeness(g, 2.0 * sigma_px)
+    del g
+    return np.maximum(fine, coarse, out=fine)
 
 
-def _tubeness(g: np.ndarray, sigma_px: float) -> np.ndarray:
-    """sigma² x max(0, -smallest Hessian eigenvalue) of an image smoothed by sigma."""
-    hrr = np.empty_like(g)
-    hrr[1:-1] = g[2:] + g[:-2]
-    hrr[1:-1] -= 2 * g[1:-1]
-    hrr[0] = g[1] - g[0]
-    hrr[-1] = g[-2] - g[-1]
-    hcc = np.empty_like(g)
-    hcc[:, 1:-1] = g[:, 2:] + g[:, :-2]
-    hcc[:, 1:-1] -= 2 * g[:, 1:-1]
-    hcc[:, 0] = g[:, 1] - g[:, 0]
-    hcc[:, -1] = g[:, -2] - g[:, -1]
-    gr = np.gradient(g, axis=0)
+def _tubeness(g: np.ndarray, sigma_px: float, rows: int = 256) -> np.ndarray:
+    """sigma² x max(0, -smallest Hessian eigenvalue) of an image smoothed by sigma.
+
+    Second differences along rows and columns (one-sided at the image edges), the
+    cross derivative as ``np.gradient`` of ``np.gradient``; computed in blocks of
+    rows (one row of halo) so that only the result is a full-size array.
+    """
+    n = g.shape[0]
+    out = np.empty_like(g)
+    for r0 in range(0, n, rows):
+        r1 = min(r0 + rows, n)
+        out[r0:r1] = _tubeness_rows(g, r0, r1, sigma_px)
+    return out
+
+
+def _tubeness_rows(g: np.ndarray, r0: int, r1: int, sigma_px: float) -> np.ndarray:
+    """:func:`_tubeness` of rows ``r0:r1`` of ``g`` (needs rows r0 - 1 .. r1)."""
+    n = g.shape[0]
+    lo, hi = max(r0, 1), min(r1, n - 1)
+    hrr = np.empty((r1 - r0,) + g.shape[1:], dtype=g.dtype)
+    if hi > lo:
+        hrr[lo - r0 : hi - r0] = g[lo + 1 : hi + 1] + g[lo - 1 : hi - 1]
+        hrr[lo - r0 : hi - r0] -= 2 * g[lo:hi]
+    if r0 == 0:
+        hrr[0] = g[1] - g[0]
+    if r1 == n:
+        hrr[-1] = g[-2] - g[-1]
+    gb = g[r0:r1]
+    hcc = np.empty_like(gb)
+    hcc[:, 1:-1] = gb[:, 2:] + gb[:, :-2]
+    hcc[:, 1:-1] -= 2 * gb[:, 1:-1]
+    hcc[:, 0] = gb[:, 1] - gb[:, 0]
+    hcc[:, -1] = gb[:, -2] - gb[:, -1]
+    a0, a1 = max(r0 - 1, 0), min(r1 + 1, n)
+    gr = np.gradient(g[a0:a1], axis=0)[r0 - a0 : r0 - a0 + (r1 - r0)]
     hrc = np.gradient(gr, axis=1)
     del gr
     # smallest eigenvalue of [[hrr, hrc], [hrc, hcc]]
