@@ -24,13 +24,15 @@ def _phantom_image(ph, stain):
     return np.asarray(ph.stack.data[ph.stack.channel_names.index("Laminin"), 0])
 
 
-def _score(ph, labels, px, min_area_um2=FiberParams().min_area_um2):
+def _score(ph, labels, px, min_area_um2=None):
     """F1 at IoU 0.5 against non-edge truth fibers, median CSA / min-Feret rel. errors.
 
     Truth fibers smaller than ``min_area_um2`` (the segmentation's own lower limit,
     which rejects them by design) are not scored: they are neither misses nor, when a
     prediction matches one of them at IoU >= 0.5, false positives.
     """
+    if min_area_um2 is None:
+        min_area_um2 = FiberParams().min_area_um2
     truth = ph.truth["fibers"]
     tl = ph.labels["fibers"]
     edge = truth.loc[truth["touches_border"], "label"].to_numpy()

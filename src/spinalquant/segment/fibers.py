@@ -11,7 +11,10 @@ Method (every scale is a physical size converted with the pixel size)
    bright borders whatever the interior brightness (vignetting, autofluorescence).
 3. **Robust threshold.** The ridge response of fiber interiors is noise; the border
    mask is ``ridge > median + ridge_threshold_mad * 1.4826 * MAD``, at least the Otsu
-   threshold of the ridge image, so it adapts to noise and contrast.
+   threshold of the ridge image, so it adapts to noise and contrast. H&E: the border
+   image is calibrated (fiber cytoplasm 0, white gap 1), so pixels above 0.5 are
+   interstitium however wide the gap (a ridge filter marks only the edges of a wide
+   pale gap): those pale at 1 µm smoothing, or connected to the ridge mask, join it.
 4. **Gap-tolerant seeds.** The distance (µm) to the nearest border pixel, smoothed,
    has one maximum per fiber even when the border has gaps. Seeds are maxima at
    least ``seed_spacing_um`` apart and ``min_seed_depth_um`` deep (thin interstitial
@@ -19,7 +22,9 @@ Method (every scale is a physical size converted with the pixel size)
 5. **Watershed** of the ridge image from the seeds fills each fiber up to the crest of
    its border, so gaps in the border are closed by the watershed line. Each seed
    starts as the disc free of border around it (only the rest of the image goes
-   through the priority queue). Seeds that are no h-dome of the distance map
+   through the priority queue). H&E: border-enclosed cells holding no seed (too
+   narrow for a fiber: perimysium strands, slivers between clefts) stay background
+   instead of being flooded from a neighbouring fiber. Seeds that are no h-dome of the distance map
    (``seed_h_um``) are then dropped, and so are seeds that no ridge higher than
    the seed itself separates from a neighbour across a wide opening
    (``seed_neck_fraction``); their basins are flooded again from the neighbours.
@@ -317,7 +322,7 @@ def _tubeness_rows(g: np.ndarray, r0: int, r1: int, sigma_px: float) -> np.ndarr
     """:func:`_tubeness` of rows ``r0:r1`` of ``g`` (needs rows r0 - 1 .. r1)."""
     n = g.shape[0]
     lo, hi = max(r0, 1), min(r1, n - 1)
-    hrr = np.empty((r1 - r0,) + g.shape[1:], dtype=g.dtype)
+    hrr = np.empty((r1 - r0, *g.shape[1:]), dtype=g.dtype)
     if hi > lo:
         hrr[lo - r0 : hi - r0] = g[lo + 1 : hi + 1] + g[lo - 1 : hi - 1]
         hrr[lo - r0 : hi - r0] -= 2 * g[lo:hi]
