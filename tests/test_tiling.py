@@ -217,7 +217,8 @@ def test_cord_summary(cord):
     assert tiled.provenance["tiling"]["coloc_subsample"] == 1
     for key in ("pearson_gfp_gfap", "manders_m1_gfp_gfap", "manders_m2_gfp_gfap"):
         assert t[key] == pytest.approx(s[key], abs=1e-9), key
-    assert t["gfap_area_fraction"] == pytest.approx(s["gfap_area_fraction"], rel=0.05)
+    # per-window Otsu and noise floor (measured: 0.3 %)
+    assert t["gfap_area_fraction"] == pytest.approx(s["gfap_area_fraction"], rel=0.01)
     assert t["n_astrocytes"] == s["n_astrocytes"]
     assert t["gfp_cells_per_mm2"] == pytest.approx(s["gfp_cells_per_mm2"], rel=1e-12)
 
