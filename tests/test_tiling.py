@@ -176,6 +176,11 @@ def test_cord_image_wide_thresholds_equal_whole_image(cord):
     assert (iw["gfp_threshold"], iw["gfp_median"]) == (thr, med)
     assert (iw["astrocyte_threshold"], iw["astrocyte_median"]) == (athr, amed)
     assert 0 < iw["bleed_coefficient"] < 0.5
+    from spinalquant.segment.gfp_cells import pixel_noise
+
+    fres = astro.gfap_residual(whole.planes["gfap"], pixel_size_um=px)
+    fthr = astro.area_threshold(fres.ravel(), noise_sigma=pixel_noise(fres))
+    assert iw["gfap_area_threshold"] == fthr
 
 
 def test_cord_same_motor_neurons(cord):
@@ -217,8 +222,8 @@ def test_cord_summary(cord):
     assert tiled.provenance["tiling"]["coloc_subsample"] == 1
     for key in ("pearson_gfp_gfap", "manders_m1_gfp_gfap", "manders_m2_gfp_gfap"):
         assert t[key] == pytest.approx(s[key], abs=1e-9), key
-    # per-window Otsu and noise floor (measured: 0.3 %)
-    assert t["gfap_area_fraction"] == pytest.approx(s["gfap_area_fraction"], rel=0.01)
+    # GFAP+ pixels counted core by core against the whole image's threshold
+    assert t["gfap_area_fraction"] == s["gfap_area_fraction"]
     assert t["n_astrocytes"] == s["n_astrocytes"]
     assert t["gfp_cells_per_mm2"] == pytest.approx(s["gfp_cells_per_mm2"], rel=1e-12)
 
@@ -332,13 +337,16 @@ def test_fixed_thresholds_override_the_image_statistics():
         astro.AstrocyteParams(fixed_median=float("inf"))
 
 
-def test_cord_identical_objects_unaligned_tiles_other_pixel_size():
+def test_cord_identical_objects_unaligned_tiles_other_pixel_size_roi():
     # 3 x 3 tiles whose cores do not fall on the background blocks; 0.65 µm pixels
     ph = make_cord_section(seed=36, shape=(720, 720), pixel_size_um=0.65, n_gfp_cells=60,
                            n_motor_neurons=8, snr=5.0)
-    whole = analyze(ph.stack)
-    tiled = analyze_tiled(ph.stack, tile_um=160.0)
+    yy, xx = np.mgrid[:720, :720]
+    roi = (yy - 300) ** 2 + (xx - 420) ** 2 < 300**2  # a ventral horn cut by tile borders
+    whole = analyze(ph.stack, roi_mask=roi)
+    tiled = analyze_tiled(ph.stack, tile_um=160.0, roi_mask=roi)
     assert tiled.provenance["tiling"]["n_tiles"] == 9
+    assert tiled.summary["gfap_area_fraction"] == whole.summary["gfap_area_fraction"]
     for kind in ("gfp_cells", "astrocytes"):
         a, b = whole.tables[kind], tiled.tables[kind]
         assert len(a) == len(b) > 20, kind
@@ -347,3 +355,21 @@ def test_cord_identical_objects_unaligned_tiles_other_pixel_size():
     d, i = _match(a, b)
     assert d.max() < 1e-6
     assert np.array_equal(b["gfap_positive"].to_numpy()[i], a["gfap_positive"].to_numpy())
+
+
+@pytest.mark.parametrize("with_roi", [False, True])
+def test_area_sample_gathered_tile_by_tile_is_the_whole_images(with_roi):
+    from spinalquant.tiling import _area_sample
+
+    rng = np.random.default_rng(40)
+    shape = (97, 83)
+    resid = rng.normal(0, 1, shape).astype(np.float32)
+    roi = rng.random(shape) < 0.6 if with_roi else None
+    region = resid[roi] if with_roi else resid.ravel()
+    stride = 3
+    rows_before = np.concatenate([[0], np.cumsum(roi.sum(axis=1))]) if with_roi else None
+    out = np.full(-(-region.size // stride), np.nan, np.float32)
+    for t in tile_grid(shape, tile_px=30, margin_px=7, align_px=4):
+        y0, y1, x0, x1 = t.window
+        _area_sample(resid[y0:y1, x0:x1], t, shape[1], stride, roi, rows_before, out)
+    assert np.array_equal(out, region[::stride])

@@ -20,11 +20,12 @@ been analysed at once:
 * pixel colocalization (Pearson, Costes-thresholded Manders) is computed on
   a whole-image plane sampled every ``k``-th pixel in y and x, with ``k = 1``
   (exact) unless the image has more than ``coloc_max_pixels`` pixels. The
-  GFAP area fraction is the area-weighted mean of per-tile fractions
-  measured inside each core.
+  GFAP area fraction counts GFAP+ pixels core by core against the whole
+  image's threshold (exact).
 
 The image-wide statistics of GFP+ cells and astrocytes (detection
-thresholds, background medians) and the GFP→GFAP bleed-through coefficient
+thresholds, background medians), the GFAP area threshold and the GFP→GFAP
+bleed-through coefficient
 are computed once, in a pass over the windows before the analysis, and
 given to every tile; with block-aligned windows and an overlap that covers
 the background removal's reach, GFP+ cells and astrocytes come out object
@@ -472,7 +473,8 @@ def _sample_positions(tile: Tile, width: int, stride: int) -> tuple[np.ndarray, 
 
 
 def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, best: list[int] | None,
-                       max_pixels: int, say: Callable[[str], None]) -> Config:
+                       max_pixels: int, say: Callable[[str], None],
+                       roi_mask: np.ndarray | None = None) -> tuple[Config, float | None]:
     """Fix the image-wide statistics of the cord analysis once, for every tile.
 
     Computed per window they would follow each window's content, and an
@@ -486,6 +488,11 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
       background's reach and windows are block-aligned, and the cores
       contribute exactly the pixels of the whole image's regular subsample
       ``ravel()[::stride]``, in the same order;
+    * so is the threshold of the GFAP area fraction
+      (:func:`~spinalquant.segment.astrocytes.area_threshold`): its sample
+      is the whole image's (in the ROI, if any) and its pixel noise is
+      gathered from the same rows as on the whole image; it is returned
+      beside the config;
     * the GFP→GFAP bleed-through coefficient is estimated on a plane sampled
       every ``k``-th pixel (at most ``max_pixels``), plenty for a per-cell
       intensity ratio.
@@ -502,8 +509,9 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
     want_g = has["gfp"] and g.fixed_threshold is None and cfg.image.mode != "3d"
     want_a = has["gfap"] and a.fixed_threshold is None
     want_b = has["gfp"] and has["gfap"] and pos.bleed_coefficient is None
-    if not (want_g or want_a or want_b):
-        return cfg
+    want_f = has["gfap"]
+    if not (want_g or want_a or want_b or want_f):
+        return cfg, None
     say("image-wide thresholds and GFP→GFAP bleed-through")
     h, w = (int(n) for n in stack.shape[2:])
     n = h * w
@@ -518,6 +526,18 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
     sg, sa = gc.threshold_sample_stride(n), astro.soma_sample_stride(n)
     samp_g = np.empty(-(-n // sg), np.float32) if want_g else None
     samp_a = np.empty(-(-n // sa), np.float32) if want_a else None
+    if want_f:
+        rows_before = None
+        n_reg = n
+        if roi_mask is not None:
+            per_row = np.array([np.count_nonzero(roi_mask[y]) for y in range(h)], dtype=np.int64)
+            rows_before = np.concatenate([[0], np.cumsum(per_row)])
+            n_reg = int(rows_before[-1])
+        sf = astro.area_sample_stride(n_reg)
+        samp_f = np.empty(-(-n_reg // sf), np.float32)
+        row_step = max(1, h // 512)  # the rows pixel_noise uses
+        diffs: list[np.ndarray] = []
+        want_f = n_reg > 0 and w > 1
     for tile in tiles:
         ts = _tile_stack(sub, tile, sub_cfg, sub_best)
         planes = {m: _plane(ts, sub_cfg, m) for m in markers}
@@ -530,6 +550,15 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
             resp = astro.soma_response(planes["gfap"], pixel_size_um=px, params=a)
             r, c, j = _sample_positions(tile, w, sa)
             samp_a[j] = resp[r, c]
+        if want_f:
+            resid = astro.gfap_residual(planes["gfap"], pixel_size_um=px)
+            _area_sample(resid, tile, w, sf, roi_mask, rows_before, samp_f)
+            (cy0, cy1, cx0, cx1), (wy0, wx0) = tile.core, (tile.window[0], tile.window[2])
+            rows = np.arange(-(-cy0 // row_step) * row_step, cy1, row_step) - wy0
+            x_end = min(cx1, w - 1)  # the difference at x needs x + 1
+            if rows.size and x_end > cx0:
+                a_ = resid[rows]
+                diffs.append((a_[:, cx0 - wx0 + 1:x_end - wx0 + 1] - a_[:, cx0 - wx0:x_end - wx0]).ravel())
         if want_b:
             (cy0, cy1, cx0, cx1) = tile.core
             iy, ix = _subsample_index(cy0, cy1, k), _subsample_index(cx0, cx1, k)
@@ -550,7 +579,32 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
             coef = float(gc.estimate_bleed_through(small["gfp"], small["gfap"], labels=labels,
                                                    pixel_size_um=px * k))
             pos = dataclasses.replace(pos, bleed_coefficient=coef)
-    return dataclasses.replace(cfg, gfp_cells=g, astrocytes=a, gfap_positivity=pos)
+    area_thr = None
+    if want_f:
+        sigma = gc.robust_sigma(np.concatenate(diffs)) / np.sqrt(2.0)  # as pixel_noise
+        area_thr = astro.area_threshold(samp_f, noise_sigma=sigma)
+    return dataclasses.replace(cfg, gfp_cells=g, astrocytes=a, gfap_positivity=pos), area_thr
+
+
+def _area_sample(resid: np.ndarray, tile: Tile, width: int, stride: int, roi: np.ndarray | None,
+                 rows_before: np.ndarray | None, out: np.ndarray) -> None:
+    """Put a window's residual at its core's positions of the whole image's area sample.
+
+    The sample is ``resid[region][::stride]``: region pixels in row-major
+    order, every ``stride``-th one; ``rows_before[y]`` counts region pixels
+    in the rows above ``y``.
+    """
+    (cy0, cy1, cx0, cx1), (wy0, wx0) = tile.core, (tile.window[0], tile.window[2])
+    if roi is None:
+        r, c, j = _sample_positions(tile, width, stride)
+        out[j] = resid[r, c]
+        return
+    core = np.asarray(roi[cy0:cy1, cx0:cx1], dtype=bool)
+    left = np.array([np.count_nonzero(roi[y, :cx0]) for y in range(cy0, cy1)], dtype=np.int64)
+    rank = (rows_before[cy0:cy1] + left)[:, None] + np.cumsum(core, axis=1) - 1
+    take = core & (rank % stride == 0)
+    yy, xx = np.nonzero(take)
+    out[rank[take] // stride] = resid[yy + cy0 - wy0, xx + cx0 - wx0]
 
 
 def analyze_tiled(
@@ -641,8 +695,10 @@ def analyze_tiled(
                 tile_cfg, fibers=dataclasses.replace(cfg.fibers, exclude_border=False))
     best = _best_planes(stack.data, tiles) if (
         cfg.image.projection == "best" and stack.shape[1] > 1 and cfg.image.mode != "3d") else None
+    area_thr = None
     if kind == "cord":
-        tile_cfg = _global_statistics(stack, tile_cfg, tiles, px, best, coloc_max_pixels, say)
+        tile_cfg, area_thr = _global_statistics(stack, tile_cfg, tiles, px, best, coloc_max_pixels, say,
+                                                roi_mask)
 
     n_kinds = len(LABELLED_KINDS) + len(stack.channel_names) + 3
     est = shape_yx[0] * shape_yx[1] * 4 * n_kinds
@@ -694,8 +750,8 @@ def analyze_tiled(
                 cmask &= troi
             n_px = int(cmask.sum())
             if n_px:
-                f = gfap_area_fraction(res.planes["gfap"], pixel_size_um=px, mask=cmask)
-                gfap_area[0] += float(f) * n_px
+                f = gfap_area_fraction(res.planes["gfap"], pixel_size_um=px, mask=cmask, threshold=area_thr)
+                gfap_area[0] += round(float(f) * n_px)  # a pixel count
                 gfap_area[1] += n_px
 
     arrays = store.finish()
@@ -715,6 +771,7 @@ def analyze_tiled(
             "astrocyte_threshold": tile_cfg.astrocytes.fixed_threshold,
             "astrocyte_median": tile_cfg.astrocytes.fixed_median,
             "bleed_coefficient": tile_cfg.gfap_positivity.bleed_coefficient,
+            "gfap_area_threshold": area_thr,
         }
 
     if kind == "muscle":

@@ -43,7 +43,10 @@ from .gfp_cells import (
 
 __all__ = [
     "AstrocyteParams",
+    "area_sample_stride",
+    "area_threshold",
     "gfap_area_fraction",
+    "gfap_residual",
     "segment_astrocytes",
     "soma_response",
     "soma_sample_stride",
@@ -232,14 +235,14 @@ def soma_threshold(sample, *, noise_k: float = 4.0) -> tuple[float, float]:
 
 
 def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float = 3.0,
-                       background_size_um: float = 40.0) -> float:
+                       background_size_um: float = 40.0, threshold: float | None = None) -> float:
     """Fraction of the tissue area that is GFAP+ (an astrogliosis index).
 
-    GFAP is smoothed lightly (0.5 µm), its large-scale background removed,
-    and pixels above ``max(Otsu, median + noise_k · σ)`` count as GFAP+
-    (σ: pixel-to-pixel noise of the residual,
+    GFAP is smoothed lightly (0.5 µm), its large-scale background removed
+    (:func:`gfap_residual`), and pixels above ``max(Otsu, median + noise_k · σ)``
+    count as GFAP+ (σ: pixel-to-pixel noise of the residual,
     :func:`~spinalquant.segment.gfp_cells.pixel_noise`, which stays small
-    even when GFAP+ tissue covers most of the region).
+    even when GFAP+ tissue covers most of the region; see :func:`area_threshold`).
 
     Parameters
     ----------
@@ -249,6 +252,9 @@ def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float 
         Region to measure in (e.g. the ventral horn); the whole image by default.
     noise_k : float
     background_size_um : float
+    threshold : float, optional
+        Threshold on the residual, given instead of computed from this image
+        (tiled analysis passes the whole image's value).
 
     Returns
     -------
@@ -264,16 +270,53 @@ def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float 
     """
     img = _check_plane(gfap, "gfap")
     px = _check_px(pixel_size_um)
-    resid = background_residual(
-        img, spacing=(px, px), smooth_sigma_um=0.5, background_size_um=background_size_um
-    )
+    resid = gfap_residual(img, pixel_size_um=px, background_size_um=background_size_um)
     region = np.ones(img.shape, bool) if mask is None else np.asarray(mask, bool)
     if region.shape != img.shape:
         raise ValueError(f"mask shape {region.shape} differs from gfap {img.shape}")
     vals = resid[region]
     if vals.size == 0:
         return float("nan")
-    sample = vals[:: max(1, vals.size // 1_000_000)]
-    floor = float(np.median(sample)) + noise_k * pixel_noise(resid)
-    thr = max(float(filters.threshold_otsu(sample)), floor) if np.ptp(sample) > 0 else floor
-    return float(np.count_nonzero(vals > thr) / vals.size)
+    if threshold is None:
+        sample = vals[:: area_sample_stride(vals.size)]
+        threshold = area_threshold(sample, noise_sigma=pixel_noise(resid), noise_k=noise_k)
+    return float(np.count_nonzero(vals > threshold) / vals.size)
+
+
+def gfap_residual(gfap, *, pixel_size_um: float, background_size_um: float = 40.0) -> np.ndarray:
+    """The image :func:`gfap_area_fraction` thresholds: 0.5 µm smoothing minus the background.
+
+    Examples
+    --------
+    >>> gfap_residual(np.ones((8, 8)), pixel_size_um=1.0).shape
+    (8, 8)
+    """
+    return background_residual(
+        _check_plane(gfap, "gfap"), spacing=(pixel_size_um, pixel_size_um), smooth_sigma_um=0.5,
+        background_size_um=background_size_um,
+    )
+
+
+def area_sample_stride(n_values: int) -> int:
+    """Step of the regular subsample of the region's residual values that the threshold uses.
+
+    Examples
+    --------
+    >>> area_sample_stride(800_000), area_sample_stride(4_500_000)
+    (1, 4)
+    """
+    return max(1, int(n_values) // 1_000_000)
+
+
+def area_threshold(sample, *, noise_sigma: float, noise_k: float = 3.0) -> float:
+    """GFAP+ threshold of :func:`gfap_area_fraction`: ``max(Otsu, median + noise_k · noise_sigma)``.
+
+    Examples
+    --------
+    >>> x = np.r_[np.zeros(900), np.full(100, 50.0)]
+    >>> area_threshold(x, noise_sigma=1.0)  # the noise floor: 0 + 3 x 1
+    3.0
+    """
+    sample = np.asarray(sample).ravel()
+    floor = float(np.median(sample)) + noise_k * noise_sigma
+    return max(float(filters.threshold_otsu(sample)), floor) if np.ptp(sample) > 0 else floor
