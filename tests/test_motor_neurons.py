@@ -101,6 +101,28 @@ def test_scene_somata_split_small_cells_excluded(ps):
     assert np.all(areas >= 300)
 
 
+@pytest.mark.parametrize("ps", [0.3, 0.5, 0.7])
+def test_nucleus_behind_a_thin_rim_is_part_of_the_soma(ps):
+    # the nucleus lies 0.5 µm from the soma edge: blurred, that rim falls below
+    # the soma's half-maximum and the nucleus opens to the outside (a bay)
+    rng = np.random.default_rng(7)
+    n = int(100 / ps)
+    yy, xx = np.mgrid[:n, :n] * ps
+    body = np.hypot(yy - 50, xx - 50) < 13  # 531 µm²
+    nucleus = np.hypot(yy - 50, xx - 56.5) < 6
+    sig = ndi.gaussian_filter(np.where(body, np.where(nucleus, 0.3, 1.0), 0.0), 0.6 / ps)
+    img = (rng.poisson(30 + 8 * np.sqrt(39) * sig) * 8 + 100).astype(np.uint16)
+    true_area = body.sum() * ps**2
+    t = measure_motor_neurons(segment_motor_neurons(img, pixel_size_um=ps), pixel_size_um=ps)
+    assert len(t) == 1
+    assert t.area_um2.iloc[0] == pytest.approx(true_area, rel=0.05)
+    # without the bay filling the nucleus is lost (a fifth of the soma)
+    off = segment_motor_neurons(img, pixel_size_um=ps, params=MotorNeuronParams(nucleus_level=0.0))
+    assert (off > 0).sum() * ps**2 < 0.85 * true_area
+    with pytest.raises(ValueError, match="nucleus_level"):
+        MotorNeuronParams(nucleus_level=0.6)
+
+
 def test_min_area_parameter_and_border_exclusion():
     ps = 0.5
     img, _ = _scene(ps)
@@ -250,14 +272,16 @@ def test_phantom_motor_neurons_and_perisomatic_puncta(seed, ps, snr):
 @pytest.mark.parametrize("ps", [0.3, 0.45, 0.6, 0.7])
 @pytest.mark.parametrize("snr", [5.0, 8.0, 12.0])
 @pytest.mark.parametrize("seed", [20, 21])
-def test_phantom_motor_neuron_sweep(seed, ps, snr, request):
-    if (seed, ps, snr) == (20, 0.6, 12.0):
-        # known gap (2026-11-26): a 386 µm² neuron with long dendrite stumps is
-        # outlined at 299 µm² and falls just under the 300 µm² criterion
-        request.applymarker(pytest.mark.xfail(reason="soma outline 23 % small on one "
-                                              "near-threshold neuron", strict=False))
+def test_phantom_motor_neuron_sweep(seed, ps, snr):
     ph, project = _phantom(seed, ps, snr, size_um=360.0, n_mn=8)
     _, table, f1, n_small = _evaluate(ph, project, ps)
-    assert f1 >= 0.95, f"motor-neuron F1 {f1:.3f} (seed {seed}, {ps} µm/px, snr {snr})"
+    where = f"seed {seed}, {ps} µm/px, snr {snr}"
+    assert f1 >= 0.95, f"motor-neuron F1 {f1:.3f} ({where})"
     assert n_small == 0
-    assert abs(len(table) - len(ph.truth["motor_neurons"])) <= 0.05 * len(ph.truth["motor_neurons"])
+    truth = ph.truth["motor_neurons"]
+    assert abs(len(table) - len(truth)) <= 0.05 * len(truth)
+    # every soma outlined at its true size, dendrite stumps and a dim nucleus
+    # near the soma edge (open through a thin rim) included
+    _, j = cKDTree(table[["y_um", "x_um"]].to_numpy()).query(truth[["y_um", "x_um"]].to_numpy())
+    ratio = table.area_um2.to_numpy()[j] / truth.area_um2.to_numpy()
+    assert np.all(np.abs(ratio - 1) < 0.15), f"area found/true {np.round(ratio, 3)} ({where})"

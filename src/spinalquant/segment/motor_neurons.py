@@ -16,7 +16,11 @@ Method (every scale in µm, converted with the pixel size):
 3. **Dim nucleus.** ChAT is cytoplasmic, so the nucleus is a dim hole inside
    the soma; holes smaller than ``max_hole_area_um2`` are filled (larger holes,
    such as the space enclosed by a ring of touching cells, are not), after a
-   closing at 1 µm that seals one-pixel gaps in the rim.
+   closing at 1 µm that seals one-pixel gaps in the rim. A nucleus near the soma
+   edge has only a thin rim of cytoplasm there, which blurs below the cut and
+   leaves the nucleus open, a bay; it is found as the part of the soma cut at
+   the lower ``nucleus_level`` (nucleus still above it, neuropil below) that
+   lies more than two smoothing widths inside that outline, and is filled too.
 4. **Dendrites.** An opening with a disk of diameter ``dendrite_width_um``
    removes dendrites and axons thinner than that (proximal dendrite stumps,
    wider, stay with the soma, as in manual outlines).
@@ -60,6 +64,9 @@ __all__ = [
 ]
 
 _MAD_TO_SIGMA = 1.4826
+# a nucleus is enclosed by cytoplasm on most of its outline (a gap in a thin rim
+# is a small part of it); a notch between dendrite stumps is open on one side
+_MIN_ENCLOSURE = 0.7
 _COLUMNS = ("label", "y_um", "x_um", "area_um2", "perimeter_um", "equivalent_diameter_um")
 
 
@@ -95,6 +102,11 @@ class MotorNeuronParams:
         higher one to seed its own soma (stops over-splitting elongated somata).
     exclude_border : bool
         Drop somata touching the image edge (their area is unknown).
+    nucleus_level : float
+        Brightness of the dim nucleus relative to the soma's (0-1; the soma is
+        cut at 0.5). Pixels above this level well inside a soma count as
+        nucleus and are filled even where a thin rim leaves the nucleus open to
+        the outside; 0 fills enclosed nuclei only.
     """
 
     min_area_um2: float = 300.0
@@ -108,6 +120,7 @@ class MotorNeuronParams:
     min_separation_um: float | None = None
     split_prominence_um: float = 1.5
     exclude_border: bool = False
+    nucleus_level: float = 0.2
 
     def __post_init__(self) -> None:
         for key in ("soma_diameter_um", "smooth_um", "threshold_snr", "dendrite_width_um"):
@@ -122,6 +135,9 @@ class MotorNeuronParams:
             v = getattr(self, key)
             if v is not None and not (np.isfinite(v) and v > 0):
                 raise ValueError(f"MotorNeuronParams.{key} must be positive or None; got {v!r}")
+        if not (np.isfinite(self.nucleus_level) and 0 <= self.nucleus_level < 0.5):
+            raise ValueError("MotorNeuronParams.nucleus_level must be in [0, 0.5); "
+                             f"got {self.nucleus_level!r}")
         if self.max_area_um2 is not None and self.max_area_um2 <= self.min_area_um2:
             raise ValueError("MotorNeuronParams.max_area_um2 must exceed min_area_um2")
 
@@ -200,8 +216,9 @@ def remove_background(image, *, pixel_size_um: float, radius_um: float,
     return img - bg
 
 
-def _thresholds(smoothed: np.ndarray, k: float) -> tuple[float, float]:
-    """(low, high) hysteresis thresholds from Otsu's level, both above the noise floor."""
+def _thresholds(smoothed: np.ndarray, k: float) -> tuple[float, float, float]:
+    """(low, high) hysteresis thresholds from Otsu's level, both above the noise
+    floor (``median + k`` robust sigma, returned third)."""
     med = float(np.median(smoothed))
     sd = float(np.median(np.abs(smoothed - med))) * _MAD_TO_SIGMA
     floor = med + k * sd
@@ -215,18 +232,37 @@ def _thresholds(smoothed: np.ndarray, k: float) -> tuple[float, float]:
     # half-maximum (see _half_max_mask)
     high = max(floor, med + 0.5 * (otsu - med))
     low = max(floor, med + 0.25 * (otsu - med))
-    return low, high
+    return low, high, floor
 
 
-def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float) -> np.ndarray:
+def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *,
+                   nucleus_level: float = 0.0, depth_px: float = 1.0,
+                   max_hole_px: int = 0, floors: tuple[float, ...] = ()) -> np.ndarray:
     """Objects found by hysteresis (low, high), each cut at half its own brightness.
 
     A dim soma and a bright one then both get their outline at the half-maximum
     of their own edge, where the true outline of a blurred object lies.
+
+    The dim nucleus falls below that cut. Where it lies close to the soma edge
+    the rim of cytoplasm between is thin, blurs below the cut too, and the
+    nucleus opens to the outside: a bay that hole filling cannot close. So the
+    object is also cut at ``nucleus_level`` of its brightness (above the dim
+    nucleus, below the cytoplasm; holes filled; this wider outline may reach
+    beyond the hysteresis extent), never below a noise floor: each of
+    ``floors`` is tried, a strict one first (a noisy outline can leak out
+    through the gap), then a lenient one (a dim nucleus in a noisy image). Its pixels that lie
+    more than ``depth_px`` inside that wider outline and are below the
+    half-maximum form candidate regions; one is added when the half-maximum
+    region of one soma surrounds at least ``_MIN_ENCLOSURE`` of its outline: the
+    nucleus, whether enclosed or opening through a gap. Notches between dendrite stumps
+    (even where faint neuropil closes them off at the lower level) are open on
+    one side, and the valley between two touching somata borders two pieces:
+    both stay out.
     """
     cand = filters.apply_hysteresis_threshold(smoothed, low, high)
     lab, _n = ndi.label(cand)
     out = np.zeros(smoothed.shape, bool)
+    eight = np.ones((3, 3), bool)
     for index, sl in enumerate(ndi.find_objects(lab), start=1):
         if sl is None:
             continue
@@ -234,7 +270,34 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float) -
         vals = smoothed[sl][own]
         level = float(np.percentile(vals, 90))
         cut = max(low, base + 0.5 * (level - base))
-        out[sl] |= own & (smoothed[sl] > cut)
+        keep = own & (smoothed[sl] > cut)
+        out[sl] |= keep
+        if nucleus_level <= 0 or not keep.any():
+            continue
+        # the wider outline, on the object's box grown so that it may reach out
+        m = int(np.ceil(depth_px)) + 2
+        box = tuple(slice(max(a.start - m, 0), a.stop + m) for a in sl)
+        inner = tuple(slice(a.start - b.start, a.stop - b.start) for a, b in zip(sl, box, strict=True))
+        keep_b = np.zeros(smoothed[box].shape, bool)
+        keep_b[inner] = keep
+        pieces, _ = ndi.label(keep_b)
+        for fl in floors or (base,):
+            nuc_cut = max(base + nucleus_level * (level - base), fl)
+            wide_lab, _ = ndi.label(smoothed[box] > nuc_cut)
+            wide = np.isin(wide_lab, np.unique(wide_lab[keep_b])) & (wide_lab > 0)
+            wide = ndi.binary_fill_holes(np.pad(wide, 1))
+            deep = ndi.distance_transform_edt(wide)[1:-1, 1:-1] > depth_px
+            extra, _ = ndi.label(deep & ~keep_b & ~out[box])
+            for e, esl in enumerate(ndi.find_objects(extra), start=1):
+                grow = tuple(slice(max(a.start - 1, 0), a.stop + 1) for a in esl)
+                blob = extra[grow] == e
+                if blob.sum() > max_hole_px:
+                    continue
+                ring = ndi.binary_dilation(blob, structure=eight) & ~blob
+                touching = np.unique(pieces[grow][ring])
+                enclosed = np.count_nonzero(pieces[grow][ring]) >= _MIN_ENCLOSURE * ring.sum()
+                if enclosed and np.count_nonzero(touching) == 1:
+                    out[box][grow] |= blob
     return out
 
 
@@ -376,8 +439,14 @@ def segment_motor_neurons(
     radius_um = prm.background_radius_um or 3.0 * prm.soma_diameter_um
     fg = remove_background(img, pixel_size_um=ps, radius_um=radius_um)
     smoothed = ndi.gaussian_filter(fg, prm.smooth_um / ps, mode="nearest")
-    low, high = _thresholds(smoothed, prm.threshold_snr)
-    mask = _half_max_mask(smoothed, low, high, float(np.median(smoothed)))
+    low, high, floor = _thresholds(smoothed, prm.threshold_snr)
+    med = float(np.median(smoothed))
+    # the nucleus outline only has to hold as a whole (it must lie deep inside,
+    # enclosed by a soma), not pixel by pixel: down to half the detection floor
+    mask = _half_max_mask(smoothed, low, high, med,
+                          nucleus_level=prm.nucleus_level, depth_px=prm.smooth_um * 2.0 / ps,
+                          max_hole_px=round(prm.max_hole_area_um2 / ps**2),
+                          floors=(floor, med + 0.5 * (floor - med)))
 
     # the candidates are sparse: every further step runs on the bounding box of
     # each group of candidates that the closing could join
