@@ -345,3 +345,46 @@ def test_unresolved_pairs_are_decomposed_single_spots_never(seed, snr, need):
     # without splitting such pairs stay merged (one smoothed maximum, no dip)
     merged = detect_puncta(img, pixel_size_um=ps, params=PunctaParams(split_snr=None))
     assert _resolved_pairs(merged[["y_um", "x_um"]].to_numpy(), pairs)[0] <= 3
+
+
+# ------------------------------------------------------- image-wide calibration
+def test_calibration_overrides_validated():
+    with pytest.raises(ValueError, match="together"):
+        PunctaParams(fixed_spot_sigma_px=0.7)
+    with pytest.raises(ValueError, match="fixed_split_excess"):
+        PunctaParams(fixed_spot_sigma_px=0.7, fixed_misfit=1.2, fixed_split_excess=0.5)
+    with pytest.raises(ValueError, match="fixed_noise_floor"):
+        PunctaParams(fixed_noise_floor=float("nan"))
+    p = PunctaParams(fixed_spot_sigma_px=0.7, fixed_misfit=1.2, fixed_split_excess=1.5)
+    assert p.split_calibration() == (0.7, 1.2, 1.5)
+    assert PunctaParams().split_calibration() is None
+
+
+@pytest.mark.parametrize(("seed", "ps"), [(21, 0.5), (22, 0.7)])
+def test_calibration_gathered_window_by_window_is_the_whole_images(seed, ps):
+    from spinalquant.segment.puncta import image_wide_calibration, isolated_spots
+    from spinalquant.synthetic import make_cord_section
+    from spinalquant.tiling import tile_grid
+
+    ph = make_cord_section(seed=seed, shape=(480, 480), pixel_size_um=ps, n_motor_neurons=4,
+                           n_gfp_cells=10)
+    syn = ph.stack.channel("synapse").max(axis=0)
+    whole = image_wide_calibration([isolated_spots(syn, pixel_size_um=ps)], pixel_size_um=ps)
+    assert set(whole) == {"fixed_noise_floor", "fixed_spot_sigma_px", "fixed_misfit",
+                          "fixed_split_excess"}
+    # the whole image's own calibration, given back: the very same puncta
+    base = detect_puncta(syn, pixel_size_um=ps)
+    assert len(base) > 150
+    pd.testing.assert_frame_equal(detect_puncta(syn, pixel_size_um=ps, params=PunctaParams(**whole)),
+                                  base)
+    # gathered over overlapping windows aligned on the noise grid: the same numbers
+    window = max(16, round(PunctaParams().noise_window_um / ps))
+    parts = []
+    for t in tile_grid(syn.shape, tile_px=170, margin_px=40, align_px=window):
+        y0, y1, x0, x1 = t.window
+        parts.append(isolated_spots(syn[y0:y1, x0:x1], pixel_size_um=ps, core=t.core,
+                                    origin=(y0, x0), image_shape=syn.shape))
+    assert image_wide_calibration(parts, pixel_size_um=ps) == whole
+    # a different calibration changes the decomposition
+    other = PunctaParams(**{**whole, "fixed_split_excess": 50.0})
+    assert len(detect_puncta(syn, pixel_size_um=ps, params=other)) < len(base)

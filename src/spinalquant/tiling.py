@@ -504,25 +504,30 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
     from .segment import astrocytes as astro
     from .segment import gfp_cells as gc
 
-    has = {m: _has(stack, cfg, m) for m in ("gfp", "gfap")}
-    g, a, pos = cfg.gfp_cells, cfg.astrocytes, cfg.gfap_positivity
+    from .segment import puncta
+
+    has = {m: _has(stack, cfg, m) for m in ("gfp", "gfap", "synapse")}
+    g, a, pos, pp = cfg.gfp_cells, cfg.astrocytes, cfg.gfap_positivity, cfg.puncta
     want_g = has["gfp"] and g.fixed_threshold is None and cfg.image.mode != "3d"
     want_a = has["gfap"] and a.fixed_threshold is None
     want_b = has["gfp"] and has["gfap"] and pos.bleed_coefficient is None
     want_f = has["gfap"]
-    if not (want_g or want_a or want_b or want_f):
+    want_p = has["synapse"] and isinstance(pp, puncta.PunctaParams) and (
+        pp.fixed_noise_floor is None or (pp.split_snr is not None and pp.split_calibration() is None))
+    if not (want_g or want_a or want_b or want_f or want_p):
         return cfg, None
-    say("image-wide thresholds and GFP→GFAP bleed-through")
+    say("image-wide thresholds, GFP→GFAP bleed-through and puncta calibration")
     h, w = (int(n) for n in stack.shape[2:])
     n = h * w
-    markers = [m for m in ("gfp", "gfap") if has[m]]
+    markers = [m for m in ("gfp", "gfap", "synapse") if has[m] and (m != "synapse" or want_p)]
     idx = [stack.channel_index(cfg.marker(m), cfg.aliases) for m in markers]
     # only these channels are read; the sub-stack's channels are addressed by index
     sub = dataclasses.replace(stack, data=stack.data[idx], channel_names=tuple(markers))
     sub_cfg = dataclasses.replace(cfg, channels={m: i for i, m in enumerate(markers)})
     sub_best = None if best is None else [best[i] for i in idx]
     k = max(1, math.ceil(math.sqrt(n / max_pixels)))
-    small = {m: None for m in markers} if want_b else {}
+    small = {m: None for m in ("gfp", "gfap")} if want_b else {}
+    spots: list[dict[str, Any]] = []
     sg, sa = gc.threshold_sample_stride(n), astro.soma_sample_stride(n)
     samp_g = np.empty(-(-n // sg), np.float32) if want_g else None
     samp_a = np.empty(-(-n // sa), np.float32) if want_a else None
@@ -559,11 +564,14 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
             if rows.size and x_end > cx0:
                 a_ = resid[rows]
                 diffs.append((a_[:, cx0 - wx0 + 1:x_end - wx0 + 1] - a_[:, cx0 - wx0:x_end - wx0]).ravel())
+        if want_p:
+            spots.append(puncta.isolated_spots(planes["synapse"], pixel_size_um=px, params=pp, core=tile.core,
+                                               origin=(tile.window[0], tile.window[2]), image_shape=(h, w)))
         if want_b:
             (cy0, cy1, cx0, cx1) = tile.core
             iy, ix = _subsample_index(cy0, cy1, k), _subsample_index(cx0, cx1, k)
             grid = np.ix_(iy - tile.window[0], ix - tile.window[2])
-            for m in markers:
+            for m in small:
                 if small[m] is None:
                     small[m] = np.zeros((-(-h // k), -(-w // k)), planes[m].dtype)
                 small[m][np.ix_(iy // k, ix // k)] = planes[m][grid]
@@ -579,11 +587,19 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
             coef = float(gc.estimate_bleed_through(small["gfp"], small["gfap"], labels=labels,
                                                    pixel_size_um=px * k))
             pos = dataclasses.replace(pos, bleed_coefficient=coef)
+    if want_p:
+        found = puncta.image_wide_calibration(spots, pixel_size_um=px, params=pp)
+        if pp.fixed_noise_floor is not None:
+            found.pop("fixed_noise_floor", None)
+        if pp.split_calibration() is not None:
+            for key in ("fixed_spot_sigma_px", "fixed_misfit", "fixed_split_excess"):
+                found.pop(key, None)
+        pp = dataclasses.replace(pp, **found)
     area_thr = None
     if want_f:
         sigma = gc.robust_sigma(np.concatenate(diffs)) / np.sqrt(2.0)  # as pixel_noise
         area_thr = astro.area_threshold(samp_f, noise_sigma=sigma)
-    return dataclasses.replace(cfg, gfp_cells=g, astrocytes=a, gfap_positivity=pos), area_thr
+    return dataclasses.replace(cfg, gfp_cells=g, astrocytes=a, gfap_positivity=pos, puncta=pp), area_thr
 
 
 def _area_sample(resid: np.ndarray, tile: Tile, width: int, stride: int, roi: np.ndarray | None,
@@ -773,6 +789,9 @@ def analyze_tiled(
             "bleed_coefficient": tile_cfg.gfap_positivity.bleed_coefficient,
             "gfap_area_threshold": area_thr,
         }
+        pp = tile_cfg.puncta
+        for key in ("fixed_noise_floor", "fixed_spot_sigma_px", "fixed_misfit", "fixed_split_excess"):
+            provenance["tiling"]["image_wide"][f"puncta_{key[6:]}"] = getattr(pp, key, None)
 
     if kind == "muscle":
         from .measure.morphology import fiber_histogram, fiber_summary

@@ -98,6 +98,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -105,7 +106,8 @@ from scipy import ndimage as ndi
 from scipy import special
 from scipy.spatial import cKDTree
 
-__all__ = ["PunctaParams", "detect_puncta", "local_noise", "spot_response"]
+__all__ = ["PunctaParams", "detect_puncta", "image_wide_calibration", "isolated_spots", "local_noise",
+           "spot_response"]
 
 _COLUMNS = ("y_px", "x_px", "y_um", "x_um", "amplitude", "snr")
 _MAD_TO_SIGMA = 1.4826
@@ -149,6 +151,17 @@ class PunctaParams:
         steps 5-6).
     split_prominence : float
         Depth (local sigmas) of the dip between the two spots of a pair.
+    fixed_noise_floor : float or None
+        Floor of the local noise sigma of the spot response. None: 1e-3 x the
+        median over the image's noise windows. Tiled analysis sets the whole
+        image's value so that every tile uses it.
+    fixed_spot_sigma_px, fixed_misfit, fixed_split_excess : float or None
+        The calibration of the unresolved-pair test (module notes, step 6):
+        the fitted sigma (pixels) of an isolated spot, the median misfit of
+        such spots to one spot of that sigma, and the factor (>= 1) by which
+        their two-spot likelihood ratio exceeds its chi-square median. None
+        (all three): measured on the image's own isolated detections
+        (:func:`split_calibration`); tiled analysis sets the whole image's.
     """
 
     wavelength_um: float = 0.52
@@ -162,6 +175,10 @@ class PunctaParams:
     background_ratio: float = 3.0
     split_snr: float | None = 4.0
     split_prominence: float = 2.0
+    fixed_noise_floor: float | None = None
+    fixed_spot_sigma_px: float | None = None
+    fixed_misfit: float | None = None
+    fixed_split_excess: float | None = None
 
     def __post_init__(self) -> None:
         for key in ("wavelength_um", "na", "min_sigma_px", "threshold_snr", "noise_window_um",
@@ -169,7 +186,8 @@ class PunctaParams:
             v = getattr(self, key)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"PunctaParams.{key} must be a positive number; got {v!r}")
-        for key in ("psf_sigma_um", "min_separation_um", "split_snr"):
+        for key in ("psf_sigma_um", "min_separation_um", "split_snr", "fixed_noise_floor",
+                    "fixed_spot_sigma_px", "fixed_misfit", "fixed_split_excess"):
             v = getattr(self, key)
             if v is not None and not (np.isfinite(v) and v > 0):
                 raise ValueError(f"PunctaParams.{key} must be positive or None; got {v!r}")
@@ -181,6 +199,24 @@ class PunctaParams:
             raise ValueError(
                 f"PunctaParams.background_ratio must be > 1; got {self.background_ratio!r}"
             )
+
+        calib = (self.fixed_spot_sigma_px, self.fixed_misfit, self.fixed_split_excess)
+        if any(v is None for v in calib) and any(v is not None for v in calib):
+            raise ValueError(
+                "PunctaParams.fixed_spot_sigma_px, fixed_misfit and fixed_split_excess are set "
+                f"together or not at all; got {calib!r}"
+            )
+        if self.fixed_split_excess is not None and self.fixed_split_excess < 1:
+            raise ValueError(
+                f"PunctaParams.fixed_split_excess must be >= 1; got {self.fixed_split_excess!r}"
+            )
+
+    def split_calibration(self) -> tuple[float, float, float] | None:
+        """``(spot sigma px, misfit, excess)`` when fixed, else None."""
+        if self.fixed_spot_sigma_px is None:
+            return None
+        return (float(self.fixed_spot_sigma_px), float(self.fixed_misfit),
+                float(self.fixed_split_excess))
 
     def sigma_um(self) -> float:
         """The spot sigma in µm (explicit, or from wavelength and NA)."""
@@ -362,11 +398,17 @@ def _bilinear(grid: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
     return along(along(grid, gy, 0), gx, 1)
 
 
-def _noise_floor(sd: np.ndarray) -> np.ndarray:
-    """Guard against zero local noise (flat, clipped or synthetic regions)."""
-    pos = sd[sd > 0]
-    floor = 1e-3 * float(np.median(pos)) if pos.size else 1e-12
+def _noise_floor(sd: np.ndarray, fixed: float | None = None) -> np.ndarray:
+    """Guard against zero local noise (flat, clipped or synthetic regions).
+
+    The floor is ``fixed``, or 1e-3 x the median positive sigma of ``sd``."""
+    floor = fixed if fixed is not None else _floor_of(sd)
     return np.maximum(sd, np.float32(max(floor, 1e-12)))
+
+
+def _floor_of(sd: np.ndarray) -> float:
+    pos = sd[sd > 0]
+    return 1e-3 * float(np.median(pos)) if pos.size else 1e-12
 
 
 def _subpixel(resp: np.ndarray, iy: np.ndarray, ix: np.ndarray,
@@ -658,88 +700,151 @@ def _linear_misfit(data: np.ndarray, weight: np.ndarray, oy: np.ndarray, ox: np.
     return np.einsum("nm,nm->n", res, res)
 
 
+def _own_patches(img: np.ndarray, cy: np.ndarray, cx: np.ndarray, idx: np.ndarray, half: int,
+                 tree: cKDTree):
+    """Patches of detections ``idx``: a disk of ``half + 0.5`` pixels, only the pixels
+    nearer to that detection than to any other (``tree`` holds all detections).
+
+    Returns ``(data, weight, n_px)``: (N, L * L) float64 values and weights, (N,) pixel counts.
+    """
+    iy = np.rint(cy[idx]).astype(np.intp)
+    ix = np.rint(cx[idx]).astype(np.intp)
+    u = np.arange(-half, half + 1, dtype=np.float64)
+    data, inside = _patches(img, iy, ix, half)
+    uy, ux = (g.ravel() for g in np.meshgrid(u, u, indexing="ij"))
+    _, nearest = tree.query(np.column_stack([(iy[:, None] + uy).ravel(), (ix[:, None] + ux).ravel()]))
+    own = nearest.reshape(len(idx), -1) == idx[:, None]
+    weight = (inside & own & ((uy**2 + ux**2) <= (half + 0.5) ** 2)).astype(np.float64)
+    return data, weight, weight.sum(axis=1)
+
+
+def _fit_single(data, weight, n_px, oy, ox, width: float, half: int, tol):
+    """One spot of free width (started at ``width``) per patch; ``oy, ox`` its start offsets."""
+    u = np.arange(-half, half + 1, dtype=np.float64)
+    lo = np.array([-np.inf, 0.1, -half, -half, 0.0])
+    hi = np.array([np.inf, half, half, half, np.inf])
+    ranked = np.sort(np.where(weight > 0, data, np.inf), axis=1)
+    base = np.take_along_axis(ranked, ((n_px.astype(np.intp) - 1) // 2)[:, None], 1)[:, 0]
+    flux = np.sum(np.clip(data - base[:, None], 0, None) * weight, axis=1)
+    p0 = np.column_stack([base, np.full(len(data), width), oy, ox, flux])
+    return _fit_spots(data, weight, p0, u, 1, lo, hi, tol)
+
+
+def _fit_pair(data, weight, p1, s_ref: float, half: int, tol):
+    """Two spots of one width (at least ``_MIN_WIDTH * s_ref``), started on the main
+    axis of the patch around the single-spot fit ``p1``."""
+    u = np.arange(-half, half + 1, dtype=np.float64)
+    vy, vx, elong = _moment_axis(data, weight, p1[:, 0], u)
+    a = np.clip(np.sqrt(elong), 0.35, half)  # two spots 2a apart: elongation a²
+    p2 = np.column_stack([p1[:, 0], np.full(len(data), s_ref),
+                          p1[:, 2] - a * vy, p1[:, 3] - a * vx, 0.5 * p1[:, 4],
+                          p1[:, 2] + a * vy, p1[:, 3] + a * vx, 0.5 * p1[:, 4]])
+    lo = np.array([-np.inf, _MIN_WIDTH * s_ref] + [-half, -half, 0.0] * 2)
+    hi = np.array([np.inf, half] + [half, half, np.inf] * 2)
+    return _fit_spots(data, weight, p2, u, 2, lo, hi, tol)
+
+
+def _misfit(data, weight, n_px, oy, ox, noise, s_ref: float, half: int) -> np.ndarray:
+    """Residual of one spot of the reference width, per pixel and noise variance."""
+    u = np.arange(-half, half + 1, dtype=np.float64)
+    return _linear_misfit(data, weight, oy, ox, s_ref, u) / (np.maximum(n_px - 2, 1) * noise**2)
+
+
+def _gain(rss1, rss2, noise, n_px) -> np.ndarray:
+    """Drop of the residual from one to two spots in units of the noise variance."""
+    var = np.maximum(noise**2, rss2 / np.maximum(n_px - 8, 1))
+    return (rss1 - rss2) / var
+
+
+def _calibrate(data, weight, n_px, noise, oy, ox, *, half: int, sigma0: float
+               ) -> tuple[float, float, float]:
+    """The decomposition's calibration on a sample of isolated detections.
+
+    Returns ``(s_ref, misfit_ref, excess)``: the median fitted width of a single
+    spot (pixels), the median misfit of one spot of that width (prescreen
+    reference) and the factor by which the two-spot likelihood ratio of
+    singles exceeds its chi-square median (at least 1).
+    """
+    tol = 0.05 * noise**2
+    p_ref, _ = _fit_single(data, weight, n_px, oy, ox, sigma0, half, tol)
+    s_ref = float(np.median(p_ref[:, 1]))
+    misfit_ref = float(np.median(_misfit(data, weight, n_px, oy, ox, noise, s_ref, half)))
+    p1, rss1 = _fit_single(data, weight, n_px, oy, ox, s_ref, half, tol)
+    _, rss2 = _fit_pair(data, weight, p1, s_ref, half, tol)
+    excess = max(1.0, float(np.median(_gain(rss1, rss2, noise, n_px))) / _CHI2_3_MEDIAN)
+    return s_ref, misfit_ref, excess
+
+
+def _testable(img, cy, cx, test, *, half, noise):
+    """Detections to examine with their patches: ``(idx, data, weight, n_px, noise, tree)``."""
+    idx = np.flatnonzero(test)
+    tree = cKDTree(np.column_stack([cy, cx]))
+    data, weight, n_px = _own_patches(img, cy, cx, idx, half, tree)
+    enough = n_px >= 12  # more pixels than a two-spot model has parameters
+    return idx[enough], data[enough], weight[enough], n_px[enough], noise[idx][enough], tree
+
+
+def _isolated(tree: cKDTree, cy, cx, idx, half: int) -> np.ndarray:
+    """Which detections ``idx`` have no other detection within ``2 half + 1`` pixels."""
+    gap, _ = tree.query(np.column_stack([cy[idx], cx[idx]]), k=2)
+    return gap[:, 1] > 2 * half + 1
+
+
+def _calibration_sample(n_alone: int, n_all: int) -> tuple[np.ndarray, bool]:
+    """Positions of the calibration sample among the isolated detections (raster
+    order), or among all when fewer than 10 are isolated (second value True)."""
+    use_all = n_alone < 10
+    n = n_all if use_all else n_alone
+    return np.linspace(0, n - 1, min(n, _N_CALIBRATE)).astype(np.intp), use_all
+
+
 def _decompose(img: np.ndarray, cy: np.ndarray, cx: np.ndarray, test: np.ndarray, *,
-               half: int, sigma0: float, noise: np.ndarray, snr: float):
+               half: int, sigma0: float, noise: np.ndarray, snr: float,
+               calibration: tuple[float, float, float] | None = None):
     """Split detections that hold two unresolved spots (module notes, step 6).
 
     ``img`` is the raw image (Y, X), ``cy, cx`` (N,) the sub-pixel centres of all
     detections, ``test`` (N,) which of them to examine, ``noise`` (N,) the local
-    background sigma at each. Returns ``(owner, y, x, amplitude)``: for every new
-    spot the index of the detection it replaces, its centre (pixels) and peak.
+    background sigma at each. ``calibration`` is ``(s_ref, misfit_ref, excess)``
+    (see :func:`_calibrate`); None measures it on this image's isolated
+    detections. Returns ``(owner, y, x, amplitude)``: for every new spot the
+    index of the detection it replaces, its centre (pixels) and peak.
     """
     none = (np.zeros(0, np.intp), np.zeros(0), np.zeros(0), np.zeros(0))
-    idx = np.flatnonzero(test)
+    if not test.any():
+        return none
+    idx, data, weight, n_px, noise, tree = _testable(img, cy, cx, test, half=half, noise=noise)
     if len(idx) == 0:
         return none
     iy = np.rint(cy).astype(np.intp)
     ix = np.rint(cx).astype(np.intp)
-    u = np.arange(-half, half + 1, dtype=np.float64)
-    data, inside = _patches(img, iy[idx], ix[idx], half)
-    # a patch keeps the pixels of a disk nearer to its own detection than to any other
-    tree = cKDTree(np.column_stack([cy, cx]))
-    uy, ux = (g.ravel() for g in np.meshgrid(u, u, indexing="ij"))
-    _, nearest = tree.query(np.column_stack([(iy[idx, None] + uy).ravel(),
-                                             (ix[idx, None] + ux).ravel()]))
-    own = nearest.reshape(len(idx), -1) == idx[:, None]
-    weight = (inside & own & ((uy**2 + ux**2) <= (half + 0.5) ** 2)).astype(np.float64)
-    n_px = weight.sum(axis=1)
-    enough = n_px >= 12  # more pixels than a two-spot model has parameters
-    if not enough.all():
-        idx, data, weight, n_px = idx[enough], data[enough], weight[enough], n_px[enough]
-        if len(idx) == 0:
-            return none
-    noise = noise[idx]
-    tol = 0.05 * noise**2  # far below the resolution of the decision
-
-    def fit_single(k: np.ndarray, width: float):
-        ranked = np.sort(np.where(weight[k] > 0, data[k], np.inf), axis=1)
-        base = np.take_along_axis(ranked, ((n_px[k].astype(np.intp) - 1) // 2)[:, None], 1)[:, 0]
-        flux = np.sum(np.clip(data[k] - base[:, None], 0, None) * weight[k], axis=1)
-        p0 = np.column_stack([base, np.full(len(k), width), cy[idx[k]] - iy[idx[k]],
-                              cx[idx[k]] - ix[idx[k]], flux])
-        return _fit_spots(data[k], weight[k], p0, u, 1, lo1, hi1, tol[k])
+    oy, ox = cy[idx] - iy[idx], cx[idx] - ix[idx]
 
     # 1. the single-spot reference: a sample of well-isolated detections
-    lo1 = np.array([-np.inf, 0.1, -half, -half, 0.0])
-    hi1 = np.array([np.inf, half, half, half, np.inf])
-    gap, _ = tree.query(np.column_stack([cy[idx], cx[idx]]), k=2)
-    alone = np.flatnonzero(gap[:, 1] > 2 * half + 1)
-    if len(alone) < 10:
-        alone = np.arange(len(idx))
-    sample = alone[np.linspace(0, len(alone) - 1, min(len(alone), _N_CALIBRATE)).astype(np.intp)]
-    p_ref, _ = fit_single(sample, sigma0)
-    s_ref = float(np.median(p_ref[:, 1]))
+    if calibration is None:
+        alone = np.flatnonzero(_isolated(tree, cy, cx, idx, half))
+        pos, use_all = _calibration_sample(len(alone), len(idx))
+        sample = pos if use_all else alone[pos]
+        calibration = _calibrate(data[sample], weight[sample], n_px[sample], noise[sample],
+                                 oy[sample], ox[sample], half=half, sigma0=sigma0)
+    s_ref, misfit_ref, excess = calibration
 
     # 2. only a detection that one such spot leaves misfit can be two
-    misfit = _linear_misfit(data, weight, cy[idx] - iy[idx], cx[idx] - ix[idx], s_ref, u)
-    misfit /= np.maximum(n_px - 2, 1) * noise**2
-    screened = misfit >= _PRESCREEN * np.median(misfit[sample])
-    if not screened.any():
+    misfit = _misfit(data, weight, n_px, oy, ox, noise, s_ref, half)
+    k = np.flatnonzero(misfit >= _PRESCREEN * misfit_ref)
+    if len(k) == 0:
         return none
-    calib = np.zeros(len(idx), bool)
-    calib[sample] = True
-    k = np.flatnonzero(screened | calib)
-    calib, screened = calib[k], screened[k]
 
     # 3. one spot of free width against two spots of one width (at least
     # ``_MIN_WIDTH`` of the reference), started on the main axis of the patch
-    p1, rss1 = fit_single(k, s_ref)
-    vy, vx, elong = _moment_axis(data[k], weight[k], p1[:, 0], u)
-    a = np.clip(np.sqrt(elong), 0.35, half)  # two spots 2a apart: elongation a²
-    p2 = np.column_stack([p1[:, 0], np.full(len(k), s_ref),
-                          p1[:, 2] - a * vy, p1[:, 3] - a * vx, 0.5 * p1[:, 4],
-                          p1[:, 2] + a * vy, p1[:, 3] + a * vx, 0.5 * p1[:, 4]])
-    lo2 = np.r_[lo1, lo1[2:]]
-    hi2 = np.r_[hi1, hi1[2:]]
-    lo2[1] = _MIN_WIDTH * s_ref
-    p2, rss2 = _fit_spots(data[k], weight[k], p2, u, 2, lo2, hi2, tol[k])
+    tol = 0.05 * noise[k] ** 2  # far below the resolution of the decision
+    p1, rss1 = _fit_single(data[k], weight[k], n_px[k], oy[k], ox[k], s_ref, half, tol)
+    p2, rss2 = _fit_pair(data[k], weight[k], p1, s_ref, half, tol)
 
     # 4. likelihood ratio in units of the local noise (the larger of the background
     # and the residual variance), calibrated on the isolated sample
     noise, n_px, idx = noise[k], n_px[k], idx[k]
-    var = np.maximum(noise**2, rss2 / np.maximum(n_px - 8, 1))
-    gain = (rss1 - rss2) / var
-    excess = max(1.0, float(np.median(gain[calib])) / _CHI2_3_MEDIAN)
+    gain = _gain(rss1, rss2, noise, n_px)
     sig_eff = np.sqrt(s_ref**2 + 1.0 / 12.0)  # the spot's width after pixel integration
     y1, x1 = iy[idx] + p2[:, 2], ix[idx] + p2[:, 3]
     y2, x2 = iy[idx] + p2[:, 5], ix[idx] + p2[:, 6]
@@ -748,7 +853,7 @@ def _decompose(img: np.ndarray, cy: np.ndarray, cx: np.ndarray, test: np.ndarray
     amp1, amp2 = p2[:, 4] * peak, p2[:, 7] * peak
     _, own1 = tree.query(np.column_stack([y1, x1]))
     _, own2 = tree.query(np.column_stack([y2, x2]))
-    ok = (screened & (gain >= excess * snr**2) & (np.minimum(amp1, amp2) >= snr * noise)
+    ok = ((gain >= excess * snr**2) & (np.minimum(amp1, amp2) >= snr * noise)
           & (sep >= _MIN_SEPARATION * sig_eff) & (own1 == idx) & (own2 == idx))
     j = np.flatnonzero(ok)
     if len(j) == 0:
@@ -758,6 +863,90 @@ def _decompose(img: np.ndarray, cy: np.ndarray, cx: np.ndarray, test: np.ndarray
 
 
 # ------------------------------------------------------------------ detector
+@dataclass(frozen=True)
+class _Candidates:
+    """Detections of steps 1-5 and what step 6 needs (see :func:`_candidates`)."""
+
+    iy: np.ndarray
+    ix: np.ndarray
+    dy: np.ndarray
+    dx: np.ndarray
+    amplitude: np.ndarray
+    snr: np.ndarray
+    test: np.ndarray  # to examine for unresolved pairs
+    noise: np.ndarray  # local sigma of the unsmoothed image
+    half: int  # patch half-side of step 6
+    sigma: float
+    window: int
+    resp: np.ndarray
+    med: np.ndarray
+    sd: np.ndarray
+    step: int
+    sd_raw: np.ndarray  # ``sd`` before the noise floor
+
+
+def _candidates(img: np.ndarray, ps: float, prm: PunctaParams) -> _Candidates | None:
+    """Steps 1-5 of the module notes on a float32 image; None when nothing is found."""
+    sigma = prm.sigma_px(ps)
+    window = int(max(_MIN_WINDOW_PX, round(prm.noise_window_um / ps)))
+    if prm.min_separation_um is None:
+        min_dist = max(1, round(sigma))
+    else:
+        min_dist = max(1, round(prm.min_separation_um / ps))
+    ratio = prm.background_ratio
+
+    fine, background = _blur_pair(img, sigma, ratio)
+    resp = fine - background
+    del fine
+    med_g, sd_g, step = _noise_grid(resp, window)
+    if not np.any(sd_g > 0):
+        return None  # a flat (or constant-response) image
+    sd_raw = sd_g
+    sd_g = _noise_floor(sd_g, prm.fixed_noise_floor)
+    iy, ix = _maxima(resp, 2 * min_dist + 1)
+    base = _sample(med_g, step, iy, ix)
+    snr = (resp[iy, ix] - base) / _sample(sd_g, step, iy, ix)
+    keep = snr >= prm.threshold_snr
+    iy, ix, snr, base = iy[keep], ix[keep], snr[keep], base[keep]
+    keep = _one_per_plateau(resp, iy, ix, 2 * min_dist + 1)
+    iy, ix, snr, base = iy[keep], ix[keep], snr[keep], base[keep]
+    if len(iy) == 0:
+        return None
+    dy, dx = _subpixel(resp, iy, ix, base)
+    amplitude = (resp[iy, ix] - base) / _unit_spot_gain(sigma, ratio, 1.0)
+
+    if prm.split_snr is not None:
+        unsmoothed = img - background
+        # noise of the unsmoothed image near the detections, for both steps
+        radius = 2.5 * sigma + 1.0
+        half = int(np.ceil(radius))
+        near_y = np.clip(np.r_[iy - half, iy + half, iy - half, iy + half], 0, img.shape[0] - 1)
+        near_x = np.clip(np.r_[ix - half, ix - half, ix + half, ix + half], 0, img.shape[1] - 1)
+        umed, usd, ustep = _noise_nodes(unsmoothed, window, near_y, near_x)
+        owner, py, px = _split_pairs(
+            unsmoothed, iy, ix, radius=radius, noise_grid=(umed, usd, ustep), snr=prm.split_snr,
+            prominence=prm.split_prominence,
+        )
+        if len(owner):
+            ubase = _sample(umed, ustep, py, px)
+            pdy, pdx = _subpixel(unsmoothed, py, px, ubase)
+            pamp = (unsmoothed[py, px] - ubase) / _unit_spot_gain(sigma, ratio, 0.0)
+            psnr = (resp[py, px] - _sample(med_g, step, py, px)) / _sample(sd_g, step, py, px)
+            stay = np.ones(len(iy), bool)
+            stay[owner] = False
+            iy, ix = np.r_[iy[stay], py], np.r_[ix[stay], px]
+            dy, dx = np.r_[dy[stay], pdy], np.r_[dx[stay], pdx]
+            amplitude = np.r_[amplitude[stay], pamp]
+            snr = np.r_[snr[stay], psnr]
+        test = np.ones(len(iy), bool)
+        test[len(iy) - len(py):] = False  # already split on their maxima
+        noise = _sample(usd, ustep, iy, ix).astype(np.float64)
+    else:
+        half, test, noise = 0, np.zeros(len(iy), bool), np.zeros(len(iy))
+    return _Candidates(iy, ix, dy, dx, amplitude, snr, test, noise, half, sigma, window, resp, med_g,
+                       sd_g, step, sd_raw)
+
+
 def detect_puncta(
     syn,
     *,
@@ -815,67 +1004,20 @@ def detect_puncta(
                 f"reference must be (N, Y, X) with (Y, X) = {img.shape}; got shape {ref.shape}"
             )
     ps = float(pixel_size_um)
-    sigma = prm.sigma_px(ps)
-    window = int(max(_MIN_WINDOW_PX, round(prm.noise_window_um / ps)))
-    if prm.min_separation_um is None:
-        min_dist = max(1, round(sigma))
-    else:
-        min_dist = max(1, round(prm.min_separation_um / ps))
-    ratio = prm.background_ratio
-
-    fine, background = _blur_pair(img, sigma, ratio)
-    resp = fine - background
-    del fine
-    med_g, sd_g, step = _noise_grid(resp, window)
-    if not np.any(sd_g > 0):
-        return _empty()  # a flat (or constant-response) image
-    sd_g = _noise_floor(sd_g)
-    iy, ix = _maxima(resp, 2 * min_dist + 1)
-    base = _sample(med_g, step, iy, ix)
-    snr = (resp[iy, ix] - base) / _sample(sd_g, step, iy, ix)
-    keep = snr >= prm.threshold_snr
-    iy, ix, snr, base = iy[keep], ix[keep], snr[keep], base[keep]
-    keep = _one_per_plateau(resp, iy, ix, 2 * min_dist + 1)
-    iy, ix, snr, base = iy[keep], ix[keep], snr[keep], base[keep]
-    if len(iy) == 0:
+    c = _candidates(img, ps, prm)
+    if c is None:
         return _empty()
-    dy, dx = _subpixel(resp, iy, ix, base)
-    amplitude = (resp[iy, ix] - base) / _unit_spot_gain(sigma, ratio, 1.0)
-
+    iy, ix, dy, dx, amplitude, snr = c.iy, c.ix, c.dy, c.dx, c.amplitude, c.snr
     if prm.split_snr is not None:
-        unsmoothed = img - background
-        # noise of the unsmoothed image near the detections, for both steps
-        radius = 2.5 * sigma + 1.0
-        half = int(np.ceil(radius))
-        near_y = np.clip(np.r_[iy - half, iy + half, iy - half, iy + half], 0, img.shape[0] - 1)
-        near_x = np.clip(np.r_[ix - half, ix - half, ix + half, ix + half], 0, img.shape[1] - 1)
-        umed, usd, ustep = _noise_nodes(unsmoothed, window, near_y, near_x)
-        owner, py, px = _split_pairs(
-            unsmoothed, iy, ix, radius=radius, noise_grid=(umed, usd, ustep), snr=prm.split_snr,
-            prominence=prm.split_prominence,
-        )
-        if len(owner):
-            ubase = _sample(umed, ustep, py, px)
-            pdy, pdx = _subpixel(unsmoothed, py, px, ubase)
-            pamp = (unsmoothed[py, px] - ubase) / _unit_spot_gain(sigma, ratio, 0.0)
-            psnr = (resp[py, px] - _sample(med_g, step, py, px)) / _sample(sd_g, step, py, px)
-            stay = np.ones(len(iy), bool)
-            stay[owner] = False
-            iy, ix = np.r_[iy[stay], py], np.r_[ix[stay], px]
-            dy, dx = np.r_[dy[stay], pdy], np.r_[dx[stay], pdx]
-            amplitude = np.r_[amplitude[stay], pamp]
-            snr = np.r_[snr[stay], psnr]
         # pairs too close for two maxima: one- against two-spot fits (step 6)
-        test = np.ones(len(iy), bool)
-        test[len(iy) - len(py):] = False  # already split on their maxima
-        noise = _sample(usd, ustep, iy, ix)
-        owner2, qy, qx, qamp = _decompose(img, iy + dy, ix + dx, test, half=half, sigma0=sigma,
-                                          noise=noise.astype(np.float64), snr=prm.split_snr)
+        owner2, qy, qx, qamp = _decompose(img, iy + dy, ix + dx, c.test, half=c.half,
+                                          sigma0=c.sigma, noise=c.noise, snr=prm.split_snr,
+                                          calibration=prm.split_calibration())
         if len(owner2):
             ry, rx = np.rint(qy).astype(np.intp), np.rint(qx).astype(np.intp)
             ry = np.clip(ry, 0, img.shape[0] - 1)
             rx = np.clip(rx, 0, img.shape[1] - 1)
-            qsnr = (resp[ry, rx] - _sample(med_g, step, ry, rx)) / _sample(sd_g, step, ry, rx)
+            qsnr = (c.resp[ry, rx] - _sample(c.med, c.step, ry, rx)) / _sample(c.sd, c.step, ry, rx)
             stay = np.ones(len(iy), bool)
             stay[owner2] = False
             iy, ix = np.r_[iy[stay], ry], np.r_[ix[stay], rx]
@@ -884,7 +1026,8 @@ def detect_puncta(
             snr = np.r_[snr[stay], qsnr]
 
     if ref is not None and ref.shape[0] > 0:
-        granule = _granules(ref, iy, ix, sigma, ratio, window, prm.autofluorescence_snr)
+        granule = _granules(ref, iy, ix, c.sigma, prm.background_ratio, c.window,
+                            prm.autofluorescence_snr)
         keep = ~granule
         iy, ix, dy, dx = iy[keep], ix[keep], dy[keep], dx[keep]
         amplitude, snr = amplitude[keep], snr[keep]
@@ -897,6 +1040,150 @@ def detect_puncta(
         "amplitude": np.asarray(amplitude, np.float64), "snr": np.asarray(snr, np.float64),
     })
     return out.sort_values(["y_px", "x_px"], kind="stable").reset_index(drop=True)
+
+
+def isolated_spots(
+    syn,
+    *,
+    pixel_size_um: float,
+    params: PunctaParams | None = None,
+    core: tuple[int, int, int, int] | None = None,
+    origin: tuple[int, int] = (0, 0),
+    image_shape: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """What one window contributes to the image-wide calibration of :func:`detect_puncta`.
+
+    For tiled analysis: run on every window of an image (cores partitioning
+    it), :func:`image_wide_calibration` of the results gives the values a
+    whole-image :func:`detect_puncta` measures itself: the noise floor of the
+    response and the calibration of the unresolved-pair test (module notes,
+    step 6). Exact when each window holds its core's detections and noise
+    windows as the whole image does (an overlap beyond the filters' and the
+    patches' reach, window origins on multiples of the noise window).
+
+    Parameters
+    ----------
+    syn : array-like, shape (Y, X)
+        The window of the synaptic-marker plane.
+    pixel_size_um : float
+        Lateral pixel size in µm.
+    params : PunctaParams, optional
+        Detection parameters.
+    core : (y0, y1, x0, x1), optional
+        The window's core in image pixels (half-open); default the whole window.
+    origin : (int, int)
+        Image pixel of the window's first pixel.
+    image_shape : (int, int), optional
+        Size of the whole image (default: the window's).
+
+    Returns
+    -------
+    dict
+        ``y_px``, ``x_px`` (N,) image pixels of the core's isolated detections
+        in raster order, their patches ``data`` (N, L * L) float32, ``weight``
+        (N, L * L) bool, offsets ``oy``, ``ox`` and local ``noise`` (N,)
+        float64; ``n_testable`` (detections the test examines in the core),
+        ``noise_sd`` (the response's noise sigma at the noise windows centred
+        in the core, before the floor) and ``half`` (patch half-side).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> img = rng.normal(100, 3, (64, 64)).astype(np.float32)
+    >>> part = isolated_spots(img, pixel_size_um=0.2)
+    >>> part["noise_sd"].size > 0, part["data"].shape[0]
+    (True, 0)
+    """
+    prm = PunctaParams() if params is None else params
+    if not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
+        raise ValueError(f"pixel_size_um must be a positive number of µm; got {pixel_size_um!r}")
+    img = _as_2d_float(syn, "syn")
+    oy0, ox0 = (int(v) for v in origin)
+    h, w = image_shape if image_shape is not None else (oy0 + img.shape[0], ox0 + img.shape[1])
+    cy0, cy1, cx0, cx1 = core if core is not None else (oy0, oy0 + img.shape[0], ox0, ox0 + img.shape[1])
+    ps = float(pixel_size_um)
+    sigma = prm.sigma_px(ps)
+    half = int(np.ceil(2.5 * sigma + 1.0))
+    size = (2 * half + 1) ** 2
+    out: dict[str, Any] = {
+        "y_px": np.zeros(0, np.int64), "x_px": np.zeros(0, np.int64),
+        "data": np.zeros((0, size), np.float32), "weight": np.zeros((0, size), bool),
+        "oy": np.zeros(0), "ox": np.zeros(0), "noise": np.zeros(0), "n_testable": 0,
+        "noise_sd": np.zeros(0, np.float32), "half": half,
+    }
+
+    def in_core(gy, gx):
+        gy = np.clip(gy, 0, h - 1)
+        gx = np.clip(gx, 0, w - 1)
+        return (gy >= cy0) & (gy < cy1) & (gx >= cx0) & (gx < cx1)
+
+    c = _candidates(img, ps, prm)
+    if c is not None:
+        sd_g, step = c.sd_raw, c.step
+    else:  # nothing detected: the noise windows still count
+        fine, background = _blur_pair(img, sigma, prm.background_ratio)
+        window = int(max(_MIN_WINDOW_PX, round(prm.noise_window_um / ps)))
+        _, sd_g, step = _noise_grid(fine - background, window)
+        del fine, background
+    ny, nx = sd_g.shape
+    gy, gx = np.meshgrid(oy0 + step * np.arange(ny), ox0 + step * np.arange(nx), indexing="ij")
+    out["noise_sd"] = sd_g[in_core(gy, gx)]
+    if c is None or prm.split_snr is None or not c.test.any():
+        return out
+    cy, cx = c.iy + c.dy, c.ix + c.dx
+    idx, data, weight, _, noise, tree = _testable(img, cy, cx, c.test, half=c.half, noise=c.noise)
+    mine = in_core(c.iy[idx] + oy0, c.ix[idx] + ox0)
+    alone = mine & _isolated(tree, cy, cx, idx, c.half)
+    j = idx[alone]
+    gy, gx = c.iy[j].astype(np.int64) + oy0, c.ix[j].astype(np.int64) + ox0
+    out.update(
+        y_px=gy, x_px=gx, data=data[alone].astype(np.float32), weight=weight[alone] > 0,
+        # offsets rounded as on the whole image, where the centres are image pixels
+        oy=(gy + c.dy[j]) - gy, ox=(gx + c.dx[j]) - gx, noise=noise[alone],
+        n_testable=int(np.count_nonzero(mine)),
+    )
+    return out
+
+
+def image_wide_calibration(parts, *, pixel_size_um: float, params: PunctaParams | None = None
+                           ) -> dict[str, float]:
+    """The image-wide calibration from the :func:`isolated_spots` of all windows.
+
+    Returns the :class:`PunctaParams` overrides ``fixed_noise_floor`` and, when
+    at least 10 detections are isolated, ``fixed_spot_sigma_px``,
+    ``fixed_misfit`` and ``fixed_split_excess``: the values a whole-image
+    :func:`detect_puncta` measures (with fewer isolated spots it calibrates on
+    all detections, whose patches are not gathered; each window then keeps
+    its own calibration).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> img = rng.normal(100, 3, (64, 64)).astype(np.float32)
+    >>> sorted(image_wide_calibration([isolated_spots(img, pixel_size_um=0.2)], pixel_size_um=0.2))
+    ['fixed_noise_floor']
+    """
+    prm = PunctaParams() if params is None else params
+    parts = list(parts)
+    out: dict[str, float] = {}
+    sd = np.concatenate([p["noise_sd"] for p in parts]) if parts else np.zeros(0, np.float32)
+    if np.any(sd > 0):
+        out["fixed_noise_floor"] = _floor_of(sd)
+    n_alone = sum(len(p["y_px"]) for p in parts)
+    if prm.split_snr is None or n_alone < 10:
+        return out
+    cat = {key: np.concatenate([p[key] for p in parts])
+           for key in ("y_px", "x_px", "data", "weight", "oy", "ox", "noise")}
+    order = np.lexsort((cat["x_px"], cat["y_px"]))  # raster order, as on the whole image
+    pos, _ = _calibration_sample(n_alone, sum(p["n_testable"] for p in parts))
+    sample = order[pos]
+    weight = cat["weight"][sample].astype(np.float64)
+    s_ref, misfit, excess = _calibrate(
+        cat["data"][sample].astype(np.float64), weight, weight.sum(axis=1), cat["noise"][sample],
+        cat["oy"][sample], cat["ox"][sample], half=int(parts[0]["half"]),
+        sigma0=prm.sigma_px(pixel_size_um))
+    out.update(fixed_spot_sigma_px=s_ref, fixed_misfit=misfit, fixed_split_excess=excess)
+    return out
 
 
 def _unit_spot_gain(sigma_px: float, ratio: float, inner: float) -> float:
