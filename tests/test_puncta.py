@@ -355,6 +355,9 @@ def test_calibration_overrides_validated():
         PunctaParams(fixed_spot_sigma_px=0.7, fixed_misfit=1.2, fixed_split_excess=0.5)
     with pytest.raises(ValueError, match="fixed_noise_floor"):
         PunctaParams(fixed_noise_floor=float("nan"))
+    with pytest.raises(ValueError, match="origin_px"):
+        PunctaParams(origin_px=(3, -1))
+    assert PunctaParams(origin_px=[4, 5]).origin_px == (4, 5)
     p = PunctaParams(fixed_spot_sigma_px=0.7, fixed_misfit=1.2, fixed_split_excess=1.5)
     assert p.split_calibration() == (0.7, 1.2, 1.5)
     assert PunctaParams().split_calibration() is None
@@ -385,6 +388,20 @@ def test_calibration_gathered_window_by_window_is_the_whole_images(seed, ps):
         parts.append(isolated_spots(syn[y0:y1, x0:x1], pixel_size_um=ps, core=t.core,
                                     origin=(y0, x0), image_shape=syn.shape))
     assert image_wide_calibration(parts, pixel_size_um=ps) == whole
+    # and each window, told its calibration and origin, finds its core's puncta as the whole image
+    got = []
+    for t in tile_grid(syn.shape, tile_px=170, margin_px=40, align_px=window):
+        y0, y1, x0, x1 = t.window
+        df = detect_puncta(syn[y0:y1, x0:x1], pixel_size_um=ps,
+                           params=PunctaParams(**whole, origin_px=(y0, x0)))
+        df = df.assign(y_px=df.y_px + y0, x_px=df.x_px + x0)
+        cy0, cy1, cx0, cx1 = t.core
+        iy, ix = np.rint(df.y_px), np.rint(df.x_px)
+        got.append(df[(iy >= cy0) & (iy < cy1) & (ix >= cx0) & (ix < cx1)])
+    got = pd.concat(got).sort_values(["y_px", "x_px"]).reset_index(drop=True)
+    assert len(got) == len(base)
+    for col in ("y_px", "x_px", "amplitude", "snr"):
+        assert np.allclose(got[col], base[col], rtol=1e-9, atol=1e-9), col
     # a different calibration changes the decomposition
     other = PunctaParams(**{**whole, "fixed_split_excess": 50.0})
     assert len(detect_puncta(syn, pixel_size_um=ps, params=other)) < len(base)

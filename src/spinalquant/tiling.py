@@ -24,15 +24,16 @@ been analysed at once:
   image's threshold (exact).
 
 The image-wide statistics of GFP+ cells and astrocytes (detection
-thresholds, background medians), the GFAP area threshold and the GFP→GFAP
-bleed-through coefficient
-are computed once, in a pass over the windows before the analysis, and
-given to every tile; with block-aligned windows and an overlap that covers
-the background removal's reach, GFP+ cells and astrocytes come out object
-for object and pixel for pixel as in a whole-image analysis. Motor neurons
-and puncta still use each window's own statistics (automatic thresholds,
-local noise), so their outlines and borderline detections may differ
-slightly (see ``tests/test_tiling.py``).
+thresholds, background medians), the GFAP area threshold, the GFP→GFAP
+bleed-through coefficient and the puncta detector's calibration (noise
+floor, single-spot width and the unresolved-pair test's levels, measured on
+the image's isolated spots) are computed once, in a pass over the windows
+before the analysis, and given to every tile; with block-aligned windows
+and an overlap that covers the filters' reach, GFP+ cells, astrocytes and
+puncta come out object for object (puncta to rounding, ~1e-13 µm) as in a
+whole-image analysis. Motor neurons still use each window's own automatic
+threshold, so their outlines may differ slightly (see
+``tests/test_tiling.py``).
 """
 
 from __future__ import annotations
@@ -495,9 +496,14 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
       beside the config;
     * the GFP→GFAP bleed-through coefficient is estimated on a plane sampled
       every ``k``-th pixel (at most ``max_pixels``), plenty for a per-cell
-      intensity ratio.
+      intensity ratio;
+    * so are the puncta detector's noise floor and unresolved-pair
+      calibration (:func:`~spinalquant.segment.puncta.isolated_spots` per
+      window, :func:`~spinalquant.segment.puncta.image_wide_calibration`):
+      every core contributes its noise windows and its isolated detections,
+      sorted into the whole image's raster order.
 
-    One pass reads the GFP and GFAP channels window by window. Values already
+    One pass reads the GFP, GFAP and synapse channels window by window. Values already
     set in ``cfg`` are kept. 3-D GFP segmentation keeps per-window thresholds.
     """
     from .pipeline import _has, _plane
@@ -736,7 +742,7 @@ def analyze_tiled(
         ws = tile.window_slices
         troi = None if roi_mask is None else np.asarray(roi_mask[ws], dtype=bool)
         try:
-            res = analyze(ts, tile_cfg, roi_mask=troi, section=kind)
+            res = analyze(ts, _at_origin(tile_cfg, tile), roi_mask=troi, section=kind)
         except ImageContentError:
             skipped.append(tile.index)
             continue
@@ -818,6 +824,16 @@ def analyze_tiled(
     if gfap_area[1]:
         summary["gfap_area_fraction"] = gfap_area[0] / gfap_area[1]
     return Results("cord", summary, tables, labels, planes, px, roi_mask, provenance)
+
+
+def _at_origin(cfg: Config, tile: Tile) -> Config:
+    """``cfg`` with the puncta fits told where the window lies in the image."""
+    from .segment.puncta import PunctaParams
+
+    if not isinstance(cfg.puncta, PunctaParams):
+        return cfg
+    origin = (tile.window[0], tile.window[2])
+    return dataclasses.replace(cfg, puncta=dataclasses.replace(cfg.puncta, origin_px=origin))
 
 
 def _merge_tile(res: Results, tile: Tile, px: float, shape_yx: tuple[int, int], kind: str,

@@ -70,6 +70,10 @@ Method (one scale, tuned to the optics rather than searched over scales):
    the cost at a fraction of the detection's. Single spots, wide ones included,
    are not split (tests/test_puncta.py); pairs 0.9-1.2 µm apart at 0.7 µm/px are
    resolved when each spot's peak is about 15 x the noise or more.
+   The calibration (reference width, prescreen level, excess factor) and the
+   response's noise floor can be fixed through :class:`PunctaParams`; tiled
+   analysis gathers the whole image's values with :func:`isolated_spots` and
+   :func:`image_wide_calibration`.
 7. **Sub-pixel centres.** A three-point Gaussian (parabola on the log) fit along
    y and x of the response at the maximum (a parabola where the log is
    undefined), clipped to half a pixel.
@@ -155,6 +159,11 @@ class PunctaParams:
         Floor of the local noise sigma of the spot response. None: 1e-3 x the
         median over the image's noise windows. Tiled analysis sets the whole
         image's value so that every tile uses it.
+    origin_px : (int, int)
+        Image pixel of the analysed array's first pixel, when it is a tile of a
+        larger image: the two-spot fits then work in the image's pixel
+        coordinates and round exactly as on the whole image. Positions are
+        still returned relative to the array.
     fixed_spot_sigma_px, fixed_misfit, fixed_split_excess : float or None
         The calibration of the unresolved-pair test (module notes, step 6):
         the fitted sigma (pixels) of an isolated spot, the median misfit of
@@ -176,6 +185,7 @@ class PunctaParams:
     split_snr: float | None = 4.0
     split_prominence: float = 2.0
     fixed_noise_floor: float | None = None
+    origin_px: tuple[int, int] = (0, 0)
     fixed_spot_sigma_px: float | None = None
     fixed_misfit: float | None = None
     fixed_split_excess: float | None = None
@@ -200,6 +210,10 @@ class PunctaParams:
                 f"PunctaParams.background_ratio must be > 1; got {self.background_ratio!r}"
             )
 
+        origin = tuple(self.origin_px)
+        if len(origin) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 0 for v in origin):
+            raise ValueError(f"PunctaParams.origin_px must be two integers >= 0; got {self.origin_px!r}")
+        object.__setattr__(self, "origin_px", (int(origin[0]), int(origin[1])))
         calib = (self.fixed_spot_sigma_px, self.fixed_misfit, self.fixed_split_excess)
         if any(v is None for v in calib) and any(v is not None for v in calib):
             raise ValueError(
@@ -493,6 +507,19 @@ def _granules(ref: np.ndarray, iy: np.ndarray, ix: np.ndarray, sigma: float, rat
     return granule
 
 
+def _nearest(tree: cKDTree, points: np.ndarray, distance_upper_bound: float = np.inf):
+    """Distance to and index of each point's nearest tree point; of equally near
+    ones the lowest index (the k-d tree's own choice depends on the other points,
+    so a tile of the image could choose differently). Missing: ``inf`` and ``tree.n``."""
+    k = 1
+    dist, idx = tree.query(points, k=k, distance_upper_bound=distance_upper_bound)
+    if k == 1:
+        return dist, idx
+    tie = dist == dist[:, :1]
+    best = np.where(tie, idx, tree.n).min(axis=1)
+    return dist[:, 0], best
+
+
 def _segment_min(image: np.ndarray, y0, x0, y1, x1, n: int = 9) -> np.ndarray:
     """Minimum of ``image`` (bilinear) on the open segments between point pairs."""
     t = np.linspace(0, 1, n + 2)[1:-1]
@@ -526,8 +553,8 @@ def _split_pairs(unsmoothed: np.ndarray, iy: np.ndarray, ix: np.ndarray, *, radi
     qy, qx = np.nonzero(peak)
     if len(qy) < 2:
         return none
-    dist, owner = cKDTree(np.column_stack([iy, ix])).query(
-        np.column_stack([qy, qx]), distance_upper_bound=radius)
+    dist, owner = _nearest(cKDTree(np.column_stack([iy, ix])), np.column_stack([qy, qx]),
+                           distance_upper_bound=radius)
     ok = np.isfinite(dist)
     qy, qx, owner = qy[ok], qx[ok], owner[ok]
     med, sd, step = noise_grid
@@ -701,18 +728,19 @@ def _linear_misfit(data: np.ndarray, weight: np.ndarray, oy: np.ndarray, ox: np.
 
 
 def _own_patches(img: np.ndarray, cy: np.ndarray, cx: np.ndarray, idx: np.ndarray, half: int,
-                 tree: cKDTree):
+                 tree: cKDTree, origin: tuple[int, int] = (0, 0)):
     """Patches of detections ``idx``: a disk of ``half + 0.5`` pixels, only the pixels
     nearer to that detection than to any other (``tree`` holds all detections).
+    Centres are image pixels; ``img`` starts at pixel ``origin``.
 
     Returns ``(data, weight, n_px)``: (N, L * L) float64 values and weights, (N,) pixel counts.
     """
     iy = np.rint(cy[idx]).astype(np.intp)
     ix = np.rint(cx[idx]).astype(np.intp)
     u = np.arange(-half, half + 1, dtype=np.float64)
-    data, inside = _patches(img, iy, ix, half)
+    data, inside = _patches(img, iy - origin[0], ix - origin[1], half)
     uy, ux = (g.ravel() for g in np.meshgrid(u, u, indexing="ij"))
-    _, nearest = tree.query(np.column_stack([(iy[:, None] + uy).ravel(), (ix[:, None] + ux).ravel()]))
+    _, nearest = _nearest(tree, np.column_stack([(iy[:, None] + uy).ravel(), (ix[:, None] + ux).ravel()]))
     own = nearest.reshape(len(idx), -1) == idx[:, None]
     weight = (inside & own & ((uy**2 + ux**2) <= (half + 0.5) ** 2)).astype(np.float64)
     return data, weight, weight.sum(axis=1)
@@ -775,11 +803,11 @@ def _calibrate(data, weight, n_px, noise, oy, ox, *, half: int, sigma0: float
     return s_ref, misfit_ref, excess
 
 
-def _testable(img, cy, cx, test, *, half, noise):
+def _testable(img, cy, cx, test, *, half, noise, origin=(0, 0)):
     """Detections to examine with their patches: ``(idx, data, weight, n_px, noise, tree)``."""
     idx = np.flatnonzero(test)
     tree = cKDTree(np.column_stack([cy, cx]))
-    data, weight, n_px = _own_patches(img, cy, cx, idx, half, tree)
+    data, weight, n_px = _own_patches(img, cy, cx, idx, half, tree, origin)
     enough = n_px >= 12  # more pixels than a two-spot model has parameters
     return idx[enough], data[enough], weight[enough], n_px[enough], noise[idx][enough], tree
 
@@ -800,20 +828,24 @@ def _calibration_sample(n_alone: int, n_all: int) -> tuple[np.ndarray, bool]:
 
 def _decompose(img: np.ndarray, cy: np.ndarray, cx: np.ndarray, test: np.ndarray, *,
                half: int, sigma0: float, noise: np.ndarray, snr: float,
-               calibration: tuple[float, float, float] | None = None):
+               calibration: tuple[float, float, float] | None = None,
+               origin: tuple[int, int] = (0, 0)):
     """Split detections that hold two unresolved spots (module notes, step 6).
 
     ``img`` is the raw image (Y, X), ``cy, cx`` (N,) the sub-pixel centres of all
     detections, ``test`` (N,) which of them to examine, ``noise`` (N,) the local
     background sigma at each. ``calibration`` is ``(s_ref, misfit_ref, excess)``
     (see :func:`_calibrate`); None measures it on this image's isolated
-    detections. Returns ``(owner, y, x, amplitude)``: for every new spot the
+    detections. Centres are in the pixels of a larger image of which ``img``
+    starts at pixel ``origin`` (tiles: the fits then round as on the whole
+    image), and so are the new spots' centres. Returns ``(owner, y, x, amplitude)``: for every new spot the
     index of the detection it replaces, its centre (pixels) and peak.
     """
     none = (np.zeros(0, np.intp), np.zeros(0), np.zeros(0), np.zeros(0))
     if not test.any():
         return none
-    idx, data, weight, n_px, noise, tree = _testable(img, cy, cx, test, half=half, noise=noise)
+    idx, data, weight, n_px, noise, tree = _testable(img, cy, cx, test, half=half, noise=noise,
+                                                     origin=origin)
     if len(idx) == 0:
         return none
     iy = np.rint(cy).astype(np.intp)
@@ -851,8 +883,8 @@ def _decompose(img: np.ndarray, cy: np.ndarray, cx: np.ndarray, test: np.ndarray
     sep = np.hypot(y1 - y2, x1 - x2)
     peak = special.erf(0.5 / (_SQRT2 * p2[:, 1])) ** 2  # of a pixel-centred spot
     amp1, amp2 = p2[:, 4] * peak, p2[:, 7] * peak
-    _, own1 = tree.query(np.column_stack([y1, x1]))
-    _, own2 = tree.query(np.column_stack([y2, x2]))
+    _, own1 = _nearest(tree, np.column_stack([y1, x1]))
+    _, own2 = _nearest(tree, np.column_stack([y2, x2]))
     ok = ((gain >= excess * snr**2) & (np.minimum(amp1, amp2) >= snr * noise)
           & (sep >= _MIN_SEPARATION * sig_eff) & (own1 == idx) & (own2 == idx))
     j = np.flatnonzero(ok)
@@ -1010,10 +1042,13 @@ def detect_puncta(
     iy, ix, dy, dx, amplitude, snr = c.iy, c.ix, c.dy, c.dx, c.amplitude, c.snr
     if prm.split_snr is not None:
         # pairs too close for two maxima: one- against two-spot fits (step 6)
-        owner2, qy, qx, qamp = _decompose(img, iy + dy, ix + dx, c.test, half=c.half,
-                                          sigma0=c.sigma, noise=c.noise, snr=prm.split_snr,
-                                          calibration=prm.split_calibration())
+        oy0, ox0 = prm.origin_px
+        owner2, qy, qx, qamp = _decompose(img, (iy + oy0) + dy, (ix + ox0) + dx, c.test,
+                                          half=c.half, sigma0=c.sigma, noise=c.noise,
+                                          snr=prm.split_snr, calibration=prm.split_calibration(),
+                                          origin=(oy0, ox0))
         if len(owner2):
+            qy, qx = qy - oy0, qx - ox0
             ry, rx = np.rint(qy).astype(np.intp), np.rint(qx).astype(np.intp)
             ry = np.clip(ry, 0, img.shape[0] - 1)
             rx = np.clip(rx, 0, img.shape[1] - 1)
@@ -1130,16 +1165,16 @@ def isolated_spots(
     out["noise_sd"] = sd_g[in_core(gy, gx)]
     if c is None or prm.split_snr is None or not c.test.any():
         return out
-    cy, cx = c.iy + c.dy, c.ix + c.dx
-    idx, data, weight, _, noise, tree = _testable(img, cy, cx, c.test, half=c.half, noise=c.noise)
+    cy, cx = (c.iy + oy0) + c.dy, (c.ix + ox0) + c.dx  # image pixels, as on the whole image
+    idx, data, weight, _, noise, tree = _testable(img, cy, cx, c.test, half=c.half, noise=c.noise,
+                                                  origin=(oy0, ox0))
     mine = in_core(c.iy[idx] + oy0, c.ix[idx] + ox0)
     alone = mine & _isolated(tree, cy, cx, idx, c.half)
     j = idx[alone]
     gy, gx = c.iy[j].astype(np.int64) + oy0, c.ix[j].astype(np.int64) + ox0
     out.update(
         y_px=gy, x_px=gx, data=data[alone].astype(np.float32), weight=weight[alone] > 0,
-        # offsets rounded as on the whole image, where the centres are image pixels
-        oy=(gy + c.dy[j]) - gy, ox=(gx + c.dx[j]) - gx, noise=noise[alone],
+        oy=cy[j] - gy, ox=cx[j] - gx, noise=noise[alone],
         n_testable=int(np.count_nonzero(mine)),
     )
     return out
