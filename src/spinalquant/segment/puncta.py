@@ -73,7 +73,8 @@ Method (one scale, tuned to the optics rather than searched over scales):
    The calibration (reference width, prescreen level, excess factor) and the
    response's noise floor can be fixed through :class:`PunctaParams`; tiled
    analysis gathers the whole image's values with :func:`isolated_spots` and
-   :func:`image_wide_calibration`.
+   :func:`image_wide_calibration`. A pixel equally near two detections goes to
+   the first in raster order, so a tile decides as the whole image does.
 7. **Sub-pixel centres.** A three-point Gaussian (parabola on the log) fit along
    y and x of the response at the maximum (a parabola where the log is
    undefined), clipped to half a pixel.
@@ -511,7 +512,7 @@ def _nearest(tree: cKDTree, points: np.ndarray, distance_upper_bound: float = np
     """Distance to and index of each point's nearest tree point; of equally near
     ones the lowest index (the k-d tree's own choice depends on the other points,
     so a tile of the image could choose differently). Missing: ``inf`` and ``tree.n``."""
-    k = 1
+    k = min(4, tree.n)  # on a pixel grid at most four points are equally near
     dist, idx = tree.query(points, k=k, distance_upper_bound=distance_upper_bound)
     if k == 1:
         return dist, idx
