@@ -348,7 +348,24 @@ def write_part(out_dir: str | Path, image: str, row: dict[str, Any],
 
 
 def json_default(o: Any) -> Any:
-    """``json.dumps`` fallback: numpy scalars as Python numbers, ``pd.NA`` as null, else str."""
+    """``json.dumps`` fallback: numpy scalars as Python numbers, ``pd.NA`` as null, else str.
+
+    Parameters
+    ----------
+    o : object
+        A value ``json`` cannot encode by itself.
+
+    Returns
+    -------
+    object
+        Something it can.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> json.dumps({"n": np.int64(3), "x": pd.NA}, default=json_default)
+    '{"n": 3, "x": null}'
+    """
     if hasattr(o, "item"):
         return o.item()
     if o is pd.NA:

@@ -158,7 +158,7 @@ def analyze(
     Examples
     --------
     >>> from spinalquant.synthetic import make_cord_section
-    >>> ph = make_cord_section(seed=1, shape=(256, 256))
+    >>> ph = make_cord_section(seed=1, shape=(320, 320), n_motor_neurons=2)
     >>> res = analyze(ph.stack)
     >>> res.section
     'cord'
@@ -365,7 +365,25 @@ def _analyze_cord(
 
 
 def order_columns(df: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """The contract's columns for an object ``kind`` first (``TABLE_COLUMNS``), extras after."""
+    """The contract's columns for an object ``kind`` first (``TABLE_COLUMNS``), extras after.
+
+    Parameters
+    ----------
+    df : DataFrame
+        An object table.
+    kind : str
+        A key of ``TABLE_COLUMNS`` (``gfp_cells``, ``fibers``, ...).
+
+    Returns
+    -------
+    DataFrame
+        The same rows, columns reordered (missing contract columns are not added).
+
+    Examples
+    --------
+    >>> order_columns(pd.DataFrame({"extra": [1], "label": [7]}), "fibers").columns.tolist()
+    ['label', 'extra']
+    """
     first = [c for c in TABLE_COLUMNS[kind] if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]
 

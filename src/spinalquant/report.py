@@ -167,13 +167,35 @@ def _scale_label(text: str, height: int) -> np.ndarray:
 
 
 def qc_image(res: Results, *, title: str = "", max_px: int = 1600) -> np.ndarray:
-    """The QC picture as a (H + 90, W, 3) uint8 array.
+    """The QC picture: overlay, scale bar, title, key figures and legend.
 
     The overlay (:func:`overlay`, decimated to at most ``max_px`` a side) with
     a scale bar drawn into it, under a 90-pixel header with the title, the
     image's key figures and the colour legend. Only the small header and the
     scale-bar label are rendered with matplotlib; the picture itself is never
     resampled.
+
+    Parameters
+    ----------
+    res : Results
+        One image's analysis (:func:`spinalquant.analyze`).
+    title : str
+        Printed in the header (the batch uses the image's name).
+    max_px : int
+        Longest side of the picture; larger images are decimated by an integer step.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H + 90, max(W, 480), 3)
+        RGB; write it with any image library (:func:`save_qc_png` uses Pillow).
+
+    Examples
+    --------
+    >>> from spinalquant.synthetic import make_muscle_section
+    >>> from spinalquant import analyze
+    >>> res = analyze(make_muscle_section(seed=0, shape=(256, 256)).stack)
+    >>> qc_image(res, title="demo").shape
+    (346, 480, 3)
     """
     rgb = overlay(res)
     step = max(1, int(np.ceil(max(rgb.shape[:2]) / max_px)))

@@ -535,7 +535,7 @@ def _recompute_muscle(res: Results, labels: dict[str, np.ndarray], tables: dict[
 
 
 # --------------------------------------------------------------------- save
-def _runorder_columns(out: Path, image: str) -> list[str]:
+def _run_order(out: Path, image: str) -> list[str]:
     order = result_images(out)
     if image not in order:
         order.append(image)
@@ -631,7 +631,7 @@ def save_review(
 
         save_qc_png(out / "qc" / f"{stem}.png", results, title=f"{image} (reviewed)")
     write_part(out, image, row, dict(results.tables), done)
-    summary = merge_results(out, _runorder_columns(out, image))
+    summary = merge_results(out, _run_order(out, image))
 
     run = _read_json(out / "run.json") or {
         "schema_version": 1, "spinalquant_version": __version__,
