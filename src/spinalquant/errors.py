@@ -31,5 +31,5 @@ class ConfigError(SpinalquantError):
     """A configuration file or value is invalid."""
 
 
-class ImageContentError(SpinalquantError):
+class ImageContentError(SpinalquantError, ValueError):
     """The pixel data cannot be analysed (all zeros, NaN, wrong axes...)."""

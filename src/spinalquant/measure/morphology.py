@@ -25,6 +25,8 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull
 from skimage import measure, segmentation
 
+from .. import _validate as check
+
 __all__ = [
     "FIBER_COLUMNS",
     "NUCLEI_COLUMNS",
@@ -328,17 +330,6 @@ def _label_geometry(labels: np.ndarray, spacing, *, perimeter: bool = True) -> d
     }
 
 
-def _validate_labels(labels) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"labels must be a 2-D (Y, X) label image, got shape {labels.shape}")
-    if labels.dtype == bool:
-        return labels.astype(np.int32)
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must have an integer dtype, got {labels.dtype}")
-    return labels
-
-
 def _border_labels(labels: np.ndarray) -> np.ndarray:
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     return np.unique(edge[edge > 0])
@@ -457,9 +448,8 @@ def measure_fibers(
     >>> df[["label", "area_um2", "min_feret_um", "touches_border"]].values.tolist()
     [[1, 50.0, 5.0, False], [2, 50.0, 5.0, True]]
     """
-    labels = _validate_labels(labels)
-    if not np.isfinite(pixel_size_um) or pixel_size_um <= 0:
-        raise ValueError(f"pixel_size_um must be positive, got {pixel_size_um!r}")
+    labels = check.labels(labels)
+    pixel_size_um = check.pixel_size(pixel_size_um)
     spacing = (float(pixel_size_um), float(pixel_size_um))
 
     columns = list(FIBER_COLUMNS) + (list(NUCLEI_COLUMNS) if nuclei is not None else [])

@@ -28,19 +28,16 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 from skimage import measure
 
+from .. import _validate as check
+
 __all__ = ["assign_puncta", "perisomatic_puncta"]
 
 _COLUMNS = ("label", "n_puncta", "perimeter_um", "puncta_per_100um")
 
 
 def _validate(labels, puncta: pd.DataFrame, pixel_size_um: float) -> np.ndarray:
-    lab = np.asarray(labels)
-    if lab.ndim != 2:
-        raise ValueError(f"neuron_labels must be a 2-D (Y, X) label image; got shape {lab.shape}")
-    if lab.dtype.kind not in "iub":
-        raise ValueError(f"neuron_labels must be integer labels; got dtype {lab.dtype}")
-    if not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
-        raise ValueError(f"pixel_size_um must be a positive number of µm; got {pixel_size_um!r}")
+    lab = check.labels(labels, "neuron_labels")
+    check.pixel_size(pixel_size_um)
     missing = {"y_um", "x_um"} - set(puncta.columns)
     if missing:
         raise ValueError(f"the puncta table needs columns y_um and x_um; missing {sorted(missing)}")

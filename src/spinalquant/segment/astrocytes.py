@@ -28,12 +28,11 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters
 
+from .. import _validate as check
 from ..errors import ConfigError
 from .gfp_cells import (
     GfpCellParams,
     _cells,
-    _check_plane,
-    _check_px,
     _ellipsoid,
     _filter_and_relabel,
     background_residual,
@@ -151,7 +150,7 @@ def segment_astrocytes(
     >>> int(lab.max()), bool(lab[40, 70] == 0)
     (1, True)
     """
-    px = _check_px(pixel_size_um)
+    px = check.pixel_size(pixel_size_um)
     smooth = soma_response(gfap, pixel_size_um=px, params=params)
     thr, med = params.fixed_threshold, params.fixed_median
     if thr is None or med is None:
@@ -192,8 +191,8 @@ def soma_response(gfap, *, pixel_size_um: float, params: AstrocyteParams = Astro
     >>> bool(r[32, 32] > 100 > r[32, 55])
     True
     """
-    img = _check_plane(gfap, "gfap")
-    px = _check_px(pixel_size_um)
+    img = check.plane(gfap, "gfap")
+    px = check.pixel_size(pixel_size_um)
     resid = background_residual(
         img, spacing=(px, px), smooth_sigma_um=0.0, background_size_um=params.background_size_um
     )
@@ -268,8 +267,8 @@ def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float 
     >>> round(gfap_area_fraction(img, pixel_size_um=1.0, background_size_um=0), 2)
     0.2
     """
-    img = _check_plane(gfap, "gfap")
-    px = _check_px(pixel_size_um)
+    img = check.plane(gfap, "gfap")
+    px = check.pixel_size(pixel_size_um)
     resid = gfap_residual(img, pixel_size_um=px, background_size_um=background_size_um)
     region = np.ones(img.shape, bool) if mask is None else np.asarray(mask, bool)
     if region.shape != img.shape:
@@ -292,7 +291,7 @@ def gfap_residual(gfap, *, pixel_size_um: float, background_size_um: float = 40.
     (8, 8)
     """
     return background_residual(
-        _check_plane(gfap, "gfap"), spacing=(pixel_size_um, pixel_size_um), smooth_sigma_um=0.5,
+        check.plane(gfap, "gfap"), spacing=(pixel_size_um, pixel_size_um), smooth_sigma_um=0.5,
         background_size_um=background_size_um,
     )
 

@@ -52,6 +52,7 @@ from scipy import ndimage as ndi
 from skimage import color, draw, filters, measure, morphology, segmentation
 from skimage.feature import peak_local_max
 
+from .. import _validate as check
 from ..errors import ImageContentError
 from ..measure.morphology import _label_geometry, _runs
 
@@ -268,17 +269,9 @@ def _check_stain(stain: str) -> str:
 
 
 def _check_gray(image) -> np.ndarray:
-    img = np.asarray(image)
-    if img.ndim != 2:
-        raise ValueError(
-            f"a border-stain image must be 2-D (Y, X); got shape {img.shape}. "
-            "Select the border channel and project Z first."
-        )
-    if not (np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating)):
-        raise ValueError(f"image dtype {img.dtype} is not numeric")
-    if np.issubdtype(img.dtype, np.floating) and not np.all(np.isfinite(img)):
-        raise ImageContentError("border-stain image contains NaN or infinite values")
-    return img
+    img = check.plane(image, "a border-stain image",
+                      hint="select the border channel and project Z first")
+    return check.finite(img, "the border-stain image")
 
 
 def _check_rgb(image) -> np.ndarray:
@@ -853,8 +846,7 @@ def segment_fibers(
     9
     """
     stain = _check_stain(stain)
-    if not np.isfinite(pixel_size_um) or pixel_size_um <= 0:
-        raise ValueError(f"pixel_size_um must be positive, got {pixel_size_um!r}")
+    pixel_size_um = check.pixel_size(pixel_size_um)
     p = params
     drop_edge = p.exclude_border if exclude_border is None else bool(exclude_border)
     raw, border = _border_pair(image, pixel_size_um, stain, p.smooth_um)

@@ -58,6 +58,7 @@ from scipy import ndimage as ndi
 from skimage import filters
 from skimage.segmentation import watershed
 
+from .. import _validate as check
 from ..errors import ConfigError
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
 ]
 
 _MAD = 1.4826
+_PLANE_HINT = "project a z-stack first, or use segment_gfp_cells_3d"
 _TOP_PCT = 70  # "top" of a cell: robust to the dim skirt of the detection mask and to texture
 
 
@@ -215,24 +217,6 @@ class GfapPositivityParams:
 
 
 # ----------------------------------------------------------------- helpers
-def _check_px(pixel_size_um: float) -> float:
-    if pixel_size_um is None or not float(pixel_size_um) > 0:
-        raise ValueError(f"pixel_size_um must be a positive number of µm; got {pixel_size_um!r}")
-    return float(pixel_size_um)
-
-
-def _check_plane(img, name: str) -> np.ndarray:
-    img = np.asarray(img)
-    if img.ndim != 2:
-        raise ValueError(
-            f"{name} must be a (Y, X) plane; got shape {img.shape} (project a z-stack first, "
-            "or use segment_gfp_cells_3d)"
-        )
-    if not np.issubdtype(img.dtype, np.number) or np.issubdtype(img.dtype, np.complexfloating):
-        raise ValueError(f"{name} must be a real numeric image; got dtype {img.dtype}")
-    return img
-
-
 def robust_sigma(values: np.ndarray) -> float:
     """Gaussian-equivalent σ from the median absolute deviation.
 
@@ -331,7 +315,7 @@ def background_block_px(background_size_um: float, pixel_size_um: float) -> int:
     """
     if background_size_um <= 0:
         return 1
-    size = max(1, round(background_size_um / _check_px(pixel_size_um)) | 1)
+    size = max(1, round(background_size_um / check.pixel_size(pixel_size_um)) | 1)
     return max(1, size // 10)
 
 
@@ -779,8 +763,8 @@ def segment_gfp_cells(
     >>> int(lab.max()), abs(int((lab == 1).sum()) - 113) <= 6  # the first disc has 113 pixels
     (2, True)
     """
-    img = _check_plane(gfp, "gfp")
-    px = _check_px(pixel_size_um)
+    img = check.plane(gfp, "gfp", hint=_PLANE_HINT)
+    px = check.pixel_size(pixel_size_um)
     reference = _check_reference(reference, img.shape)
     resid = background_residual(
         img, spacing=(px, px), smooth_sigma_um=params.smooth_sigma_um,
@@ -923,7 +907,7 @@ def estimate_bleed_through(
     0.1
     """
     labels = np.asarray(labels)
-    px = _check_px(pixel_size_um)
+    px = check.pixel_size(pixel_size_um)
     ids = _label_ids(labels)
     if ids.size < 3:
         return 0.0
@@ -1007,10 +991,10 @@ def gfap_positivity(
     [True, False]
     """
     labels = np.asarray(gfp_labels)
-    img = _check_plane(gfap, "gfap").astype(np.float32)
+    img = check.plane(gfap, "gfap", hint=_PLANE_HINT).astype(np.float32)
     if labels.shape != img.shape:
         raise ValueError(f"gfp_labels {labels.shape} and gfap {img.shape} differ in shape")
-    px = _check_px(pixel_size_um)
+    px = check.pixel_size(pixel_size_um)
     cols = ["label", "gfap_inside", "gfap_background", "gfap_noise", "gfap_zscore", "gfap_ratio",
             "gfap_positive", "bleed_coefficient"]
     ids = _label_ids(labels)
@@ -1022,7 +1006,7 @@ def gfap_positivity(
     if coef is None:
         coef = 0.0
         if gfp is not None and ids.size >= 3:
-            gfp_arr = _check_plane(gfp, "gfp")
+            gfp_arr = check.plane(gfp, "gfp", hint=_PLANE_HINT)
             if gfp_arr.shape != img.shape:
                 raise ValueError(f"gfp {gfp_arr.shape} and gfap {img.shape} differ in shape")
             coef = _bleed(gfp_arr.astype(np.float32), img, members, rings,

@@ -56,6 +56,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage import filters, measure, morphology, segmentation, transform
 
+from .. import _validate as check
+
 __all__ = [
     "MotorNeuronParams",
     "measure_motor_neurons",
@@ -143,17 +145,10 @@ class MotorNeuronParams:
 
 
 def _check(image, pixel_size_um: float) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.ndim != 2:
-        raise ValueError(f"expected a 2-D (Y, X) image; got shape {arr.shape}")
-    if arr.dtype.kind not in "uifb":
-        raise ValueError(f"expected a numeric image; got dtype {arr.dtype}")
-    if not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
-        raise ValueError(f"pixel_size_um must be a positive number of µm; got {pixel_size_um!r}")
-    out = arr.astype(np.float32)
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(out)):
-        raise ValueError("the image contains NaN or infinite values")
-    return out
+    """The image as float32 after the shared input checks."""
+    check.pixel_size(pixel_size_um)
+    arr = check.plane(image)
+    return check.finite(arr.astype(np.float32), "the image")
 
 
 def _disk(radius_px: float) -> np.ndarray:
@@ -497,11 +492,8 @@ def measure_motor_neurons(labels, *, pixel_size_um: float) -> pd.DataFrame:
     >>> measure_motor_neurons(lab, pixel_size_um=0.5)[["label", "area_um2"]].values.tolist()
     [[1.0, 100.0]]
     """
-    lab = np.asarray(labels)
-    if lab.ndim != 2:
-        raise ValueError(f"labels must be 2-D (Y, X); got shape {lab.shape}")
-    if not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
-        raise ValueError(f"pixel_size_um must be a positive number of µm; got {pixel_size_um!r}")
+    lab = check.labels(labels)
+    pixel_size_um = check.pixel_size(pixel_size_um)
     if not lab.any():
         return pd.DataFrame({c: pd.Series(dtype="int64" if c == "label" else "float64")
                              for c in _COLUMNS})
