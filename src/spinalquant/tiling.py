@@ -509,7 +509,6 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
     from .pipeline import _has, _plane
     from .segment import astrocytes as astro
     from .segment import gfp_cells as gc
-
     from .segment import puncta
 
     has = {m: _has(stack, cfg, m) for m in ("gfp", "gfap", "synapse")}
