@@ -192,22 +192,20 @@ def _align_px(cfg: Config, px: float, section: str) -> int:
     """Window-origin alignment (pixels) under which block-pooled filters match the whole image.
 
     The least common multiple of the block sizes of the background openings
-    of GFP+ cells, astrocytes and the GFAP area fraction, the motor-neuron
-    background bins (``remove_background``: bins of max(2 µm, radius / 10))
-    and the puncta noise grid (``noise_window_um``, at least 16 px).
+    of GFP+ cells, astrocytes and the GFAP area fraction (pooled from the
+    window's origin). The puncta noise grid is anchored on the whole image's
+    through ``PunctaParams.origin_px`` and needs no alignment; motor neurons
+    use each window's own threshold, so aligning their background bins would
+    not make them exact.
     """
     if section != "cord":
         return 1
     from .segment.gfp_cells import background_block_px
 
-    mn = cfg.motor_neurons
-    radius = getattr(mn, "background_radius_um", None) or 3.0 * mn.soma_diameter_um
     sizes = [
         background_block_px(cfg.gfp_cells.background_size_um, px),
         background_block_px(cfg.astrocytes.background_size_um, px),
         background_block_px(40.0, px),  # gfap_area_fraction's default window
-        max(1, round(max(2.0, radius / 10.0) / px)),
-        max(16, round(getattr(cfg.puncta, "noise_window_um", 6.0) / px)),
     ]
     return math.lcm(*sizes)
 

@@ -102,7 +102,7 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -112,7 +112,7 @@ from scipy import special
 from scipy.spatial import cKDTree
 
 __all__ = ["PunctaParams", "detect_puncta", "image_wide_calibration", "isolated_spots", "local_noise",
-           "spot_response"]
+           "noise_window_px", "spot_response"]
 
 _COLUMNS = ("y_px", "x_px", "y_um", "x_um", "amplitude", "snr")
 _MAD_TO_SIGMA = 1.4826
@@ -244,6 +244,18 @@ class PunctaParams:
         return max(self.sigma_um() / float(pixel_size_um), self.min_sigma_px)
 
 
+def noise_window_px(pixel_size_um: float, params: PunctaParams | None = None) -> int:
+    """Side (pixels) of the windows of the local noise estimate: ``noise_window_um``, at least 16 px.
+
+    Examples
+    --------
+    >>> noise_window_px(0.2)
+    30
+    """
+    prm = PunctaParams() if params is None else params
+    return int(max(_MIN_WINDOW_PX, round(prm.noise_window_um / float(pixel_size_um))))
+
+
 # -------------------------------------------------------------------- filters
 def _as_2d_float(image, name: str) -> np.ndarray:
     arr = np.asarray(image)
@@ -284,11 +296,27 @@ def spot_response(image, *, sigma_px: float, background_ratio: float = 3.0) -> n
     return fine - coarse
 
 
-def _window_geometry(shape: tuple[int, int], window_px: int) -> tuple[int, int, int]:
+def _window_side(shape: tuple[int, int], window_px: int) -> int:
+    """Side (= grid step) of the noise windows of an image of ``shape``."""
+    return int(max(4, min(window_px, max(shape))))
+
+
+def _grid_shift(shape: tuple[int, int], window_px: int, origin: tuple[int, int]) -> tuple[int, int]:
+    """Where the noise grid of a window starting at image pixel ``origin`` is anchored.
+
+    Nodes sit on multiples of the step in the whole image's pixels: in the
+    window's pixels, at ``i * step - shift``.
+    """
+    w = _window_side(shape, window_px)
+    return int(origin[0]) % w, int(origin[1]) % w
+
+
+def _window_geometry(shape: tuple[int, int], window_px: int, shift: tuple[int, int] = (0, 0)
+                     ) -> tuple[int, int, int]:
     """``(w, ny, nx)``: window side (= grid step) and grid size (see :func:`_noise_grid`)."""
-    w = int(max(4, min(window_px, max(shape))))
-    ny = int(np.ceil(shape[0] / w)) + 1
-    nx = int(np.ceil(shape[1] / w)) + 1
+    w = _window_side(shape, window_px)
+    ny = int(np.ceil((shape[0] + shift[0]) / w)) + 1
+    nx = int(np.ceil((shape[1] + shift[1]) / w)) + 1
     return w, ny, nx
 
 
@@ -300,49 +328,50 @@ def _window_stats(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return med.astype(np.float32), mad.astype(np.float32)
 
 
-def _padded(img: np.ndarray, w: int, ny: int, nx: int) -> np.ndarray:
-    pad_lo = w // 2
-    pad_y = (pad_lo, ny * w - pad_lo - img.shape[0])
-    pad_x = (pad_lo, nx * w - pad_lo - img.shape[1])
+def _padded(img: np.ndarray, w: int, ny: int, nx: int, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+    lo_y, lo_x = w // 2 + shift[0], w // 2 + shift[1]
+    pad_y = (lo_y, ny * w - lo_y - img.shape[0])
+    pad_x = (lo_x, nx * w - lo_x - img.shape[1])
     return np.pad(img, (pad_y, pad_x), mode="reflect" if min(img.shape) > w else "symmetric")
 
 
-def _noise_grid(img: np.ndarray, window_px: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _noise_grid(img: np.ndarray, window_px: int, shift: tuple[int, int] = (0, 0)
+                ) -> tuple[np.ndarray, np.ndarray, int]:
     """Median and robust sigma in square tiles of ``window_px``, float32 grids.
 
-    Tile ``(i, j)`` is centred on pixel ``(i * w, j * w)`` (the image is mirrored
-    at its edges), so the tiles cover every pixel once: the cost is two partial
-    sorts of the image. Returns ``(median, sigma, step = w)``.
+    Tile ``(i, j)`` is centred on pixel ``(i * w - shift[0], j * w - shift[1])``
+    (the image is mirrored at its edges), so the tiles cover every pixel once:
+    the cost is two partial sorts of the image. Returns ``(median, sigma, step = w)``.
     """
-    w, ny, nx = _window_geometry(img.shape, window_px)
-    tiles = _padded(img, w, ny, nx).reshape(ny, w, nx, w).swapaxes(1, 2).reshape(ny, nx, w * w)
+    w, ny, nx = _window_geometry(img.shape, window_px, shift)
+    tiles = _padded(img, w, ny, nx, shift).reshape(ny, w, nx, w).swapaxes(1, 2).reshape(ny, nx, w * w)
     med, mad = _window_stats(tiles)
     return med, mad, w
 
 
-def _noise_at(img: np.ndarray, window_px: int, y: np.ndarray, x: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _noise_at(img: np.ndarray, window_px: int, y: np.ndarray, x: np.ndarray,
+              shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_noise_grid` interpolated at pixels ``(y, x)``, computing only the nodes needed.
 
     The same numbers as the full grid (with the noise floor of the nodes used).
     """
     if len(y) == 0:
         return np.zeros(0, np.float32), np.ones(0, np.float32)
-    med, sd, step = _noise_nodes(img, window_px, y, x)
-    return _sample(med, step, y, x), _sample(sd, step, y, x)
+    med, sd, step = _noise_nodes(img, window_px, y, x, shift)
+    return _sample(med, step, y, x, shift), _sample(sd, step, y, x, shift)
 
 
-def _noise_nodes(img: np.ndarray, window_px: int, y: np.ndarray, x: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, int]:
+def _noise_nodes(img: np.ndarray, window_px: int, y: np.ndarray, x: np.ndarray,
+                 shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray, int]:
     """:func:`_noise_grid` with only the nodes around pixels ``(y, x)`` computed.
 
     Other nodes hold median 0 and sigma 1; sample the grids with :func:`_sample`
     at these pixels only.
     """
-    w, ny, nx = _window_geometry(img.shape, window_px)
+    w, ny, nx = _window_geometry(img.shape, window_px, shift)
     step = w
-    y = np.asarray(y)
-    x = np.asarray(x)
+    y = np.asarray(y) + shift[0]
+    x = np.asarray(x) + shift[1]
     gy0 = np.minimum(np.clip(y // step, 0, None).astype(np.intp), ny - 1)
     gx0 = np.minimum(np.clip(x // step, 0, None).astype(np.intp), nx - 1)
     need = np.zeros((ny, nx), bool)
@@ -350,7 +379,7 @@ def _noise_nodes(img: np.ndarray, window_px: int, y: np.ndarray, x: np.ndarray
         for ox in (0, 1):
             need[np.minimum(gy0 + oy, ny - 1), np.minimum(gx0 + ox, nx - 1)] = True
     ky, kx = np.nonzero(need)
-    padded = _padded(img, w, ny, nx)
+    padded = _padded(img, w, ny, nx, shift)
     off = np.arange(w)
     rows = (ky * w)[:, None, None] + off[None, :, None]
     cols = (kx * w)[:, None, None] + off[None, None, :]
@@ -363,10 +392,10 @@ def _noise_nodes(img: np.ndarray, window_px: int, y: np.ndarray, x: np.ndarray
     return med, sd, step
 
 
-def _sample(grid: np.ndarray, step: int, y, x) -> np.ndarray:
-    """Bilinear interpolation of a noise grid at pixel positions ``(y, x)``."""
-    gy = np.clip(np.asarray(y, np.float64) / step, 0, grid.shape[0] - 1)
-    gx = np.clip(np.asarray(x, np.float64) / step, 0, grid.shape[1] - 1)
+def _sample(grid: np.ndarray, step: int, y, x, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Bilinear interpolation of a noise grid (anchored with ``shift``) at pixels ``(y, x)``."""
+    gy = np.clip((np.asarray(y, np.float64) + shift[0]) / step, 0, grid.shape[0] - 1)
+    gx = np.clip((np.asarray(x, np.float64) + shift[1]) / step, 0, grid.shape[1] - 1)
     y0 = np.minimum(np.floor(gy).astype(np.intp), max(grid.shape[0] - 2, 0))
     x0 = np.minimum(np.floor(gx).astype(np.intp), max(grid.shape[1] - 2, 0))
     y1 = np.minimum(y0 + 1, grid.shape[0] - 1)
@@ -494,13 +523,13 @@ def _neighbourhood_max(image: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.
 
 
 def _granules(ref: np.ndarray, iy: np.ndarray, ix: np.ndarray, sigma: float, ratio: float,
-              window: int, snr: float) -> np.ndarray:
+              window: int, snr: float, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
     """True for points whose response is significant in every reference channel."""
     granule = np.ones(len(iy), dtype=bool)
     for channel in ref:
         r = spot_response(_as_2d_float(channel, "reference channel"), sigma_px=sigma,
                           background_ratio=ratio)
-        med, sd = _noise_at(r, window, iy, ix)
+        med, sd = _noise_at(r, window, iy, ix, shift)
         s = (_neighbourhood_max(r, iy, ix) - med) / sd
         granule &= s >= snr
         if not granule.any():
@@ -536,7 +565,8 @@ def _segment_min(image: np.ndarray, y0, x0, y1, x1, n: int = 9) -> np.ndarray:
 
 
 def _split_pairs(unsmoothed: np.ndarray, iy: np.ndarray, ix: np.ndarray, *, radius: float,
-                 noise_grid: tuple[np.ndarray, np.ndarray, int], snr: float, prominence: float):
+                 noise_grid: tuple[np.ndarray, np.ndarray, int], snr: float, prominence: float,
+                 shift: tuple[int, int] = (0, 0)):
     """Resolve detections that hide two spots (module notes, step 5).
 
     Returns ``(owner, py, px)``: for every new spot the index of the detection
@@ -559,7 +589,7 @@ def _split_pairs(unsmoothed: np.ndarray, iy: np.ndarray, ix: np.ndarray, *, radi
     ok = np.isfinite(dist)
     qy, qx, owner = qy[ok], qx[ok], owner[ok]
     med, sd, step = noise_grid
-    base, noise = _sample(med, step, qy, qx), _sample(sd, step, qy, qx)
+    base, noise = _sample(med, step, qy, qx, shift), _sample(sd, step, qy, qx, shift)
     level = unsmoothed[qy, qx]
     sig = (level - base) / noise >= snr
     qy, qx, owner, level, noise = qy[sig], qx[sig], owner[sig], level[sig], noise[sig]
@@ -916,12 +946,14 @@ class _Candidates:
     sd: np.ndarray
     step: int
     sd_raw: np.ndarray  # ``sd`` before the noise floor
+    shift: tuple[int, int]  # anchor of the noise grids (see :func:`_grid_shift`)
 
 
 def _candidates(img: np.ndarray, ps: float, prm: PunctaParams) -> _Candidates | None:
     """Steps 1-5 of the module notes on a float32 image; None when nothing is found."""
     sigma = prm.sigma_px(ps)
-    window = int(max(_MIN_WINDOW_PX, round(prm.noise_window_um / ps)))
+    window = noise_window_px(ps, prm)
+    shift = _grid_shift(img.shape, window, prm.origin_px)
     if prm.min_separation_um is None:
         min_dist = max(1, round(sigma))
     else:
@@ -931,14 +963,14 @@ def _candidates(img: np.ndarray, ps: float, prm: PunctaParams) -> _Candidates | 
     fine, background = _blur_pair(img, sigma, ratio)
     resp = fine - background
     del fine
-    med_g, sd_g, step = _noise_grid(resp, window)
+    med_g, sd_g, step = _noise_grid(resp, window, shift)
     if not np.any(sd_g > 0):
         return None  # a flat (or constant-response) image
     sd_raw = sd_g
     sd_g = _noise_floor(sd_g, prm.fixed_noise_floor)
     iy, ix = _maxima(resp, 2 * min_dist + 1)
-    base = _sample(med_g, step, iy, ix)
-    snr = (resp[iy, ix] - base) / _sample(sd_g, step, iy, ix)
+    base = _sample(med_g, step, iy, ix, shift)
+    snr = (resp[iy, ix] - base) / _sample(sd_g, step, iy, ix, shift)
     keep = snr >= prm.threshold_snr
     iy, ix, snr, base = iy[keep], ix[keep], snr[keep], base[keep]
     keep = _one_per_plateau(resp, iy, ix, 2 * min_dist + 1)
@@ -955,16 +987,17 @@ def _candidates(img: np.ndarray, ps: float, prm: PunctaParams) -> _Candidates | 
         half = int(np.ceil(radius))
         near_y = np.clip(np.r_[iy - half, iy + half, iy - half, iy + half], 0, img.shape[0] - 1)
         near_x = np.clip(np.r_[ix - half, ix - half, ix + half, ix + half], 0, img.shape[1] - 1)
-        umed, usd, ustep = _noise_nodes(unsmoothed, window, near_y, near_x)
+        umed, usd, ustep = _noise_nodes(unsmoothed, window, near_y, near_x, shift)
         owner, py, px = _split_pairs(
             unsmoothed, iy, ix, radius=radius, noise_grid=(umed, usd, ustep), snr=prm.split_snr,
-            prominence=prm.split_prominence,
+            prominence=prm.split_prominence, shift=shift,
         )
         if len(owner):
-            ubase = _sample(umed, ustep, py, px)
+            ubase = _sample(umed, ustep, py, px, shift)
             pdy, pdx = _subpixel(unsmoothed, py, px, ubase)
             pamp = (unsmoothed[py, px] - ubase) / _unit_spot_gain(sigma, ratio, 0.0)
-            psnr = (resp[py, px] - _sample(med_g, step, py, px)) / _sample(sd_g, step, py, px)
+            psnr = ((resp[py, px] - _sample(med_g, step, py, px, shift))
+                    / _sample(sd_g, step, py, px, shift))
             stay = np.ones(len(iy), bool)
             stay[owner] = False
             iy, ix = np.r_[iy[stay], py], np.r_[ix[stay], px]
@@ -973,11 +1006,11 @@ def _candidates(img: np.ndarray, ps: float, prm: PunctaParams) -> _Candidates | 
             snr = np.r_[snr[stay], psnr]
         test = np.ones(len(iy), bool)
         test[len(iy) - len(py):] = False  # already split on their maxima
-        noise = _sample(usd, ustep, iy, ix).astype(np.float64)
+        noise = _sample(usd, ustep, iy, ix, shift).astype(np.float64)
     else:
         half, test, noise = 0, np.zeros(len(iy), bool), np.zeros(len(iy))
     return _Candidates(iy, ix, dy, dx, amplitude, snr, test, noise, half, sigma, window, resp, med_g,
-                       sd_g, step, sd_raw)
+                       sd_g, step, sd_raw, shift)
 
 
 def detect_puncta(
@@ -1053,7 +1086,8 @@ def detect_puncta(
             ry, rx = np.rint(qy).astype(np.intp), np.rint(qx).astype(np.intp)
             ry = np.clip(ry, 0, img.shape[0] - 1)
             rx = np.clip(rx, 0, img.shape[1] - 1)
-            qsnr = (c.resp[ry, rx] - _sample(c.med, c.step, ry, rx)) / _sample(c.sd, c.step, ry, rx)
+            qsnr = ((c.resp[ry, rx] - _sample(c.med, c.step, ry, rx, c.shift))
+                    / _sample(c.sd, c.step, ry, rx, c.shift))
             stay = np.ones(len(iy), bool)
             stay[owner2] = False
             iy, ix = np.r_[iy[stay], ry], np.r_[ix[stay], rx]
@@ -1063,7 +1097,7 @@ def detect_puncta(
 
     if ref is not None and ref.shape[0] > 0:
         granule = _granules(ref, iy, ix, c.sigma, prm.background_ratio, c.window,
-                            prm.autofluorescence_snr)
+                            prm.autofluorescence_snr, c.shift)
         keep = ~granule
         iy, ix, dy, dx = iy[keep], ix[keep], dy[keep], dx[keep]
         amplitude, snr = amplitude[keep], snr[keep]
@@ -1095,7 +1129,8 @@ def isolated_spots(
     response and the calibration of the unresolved-pair test (module notes,
     step 6). Exact when each window holds its core's detections and noise
     windows as the whole image does (an overlap beyond the filters' and the
-    patches' reach, window origins on multiples of the noise window).
+    patches' reach; the noise grid is anchored on the whole image's through
+    ``origin``, so any window origin will do).
 
     Parameters
     ----------
@@ -1135,6 +1170,7 @@ def isolated_spots(
         raise ValueError(f"pixel_size_um must be a positive number of µm; got {pixel_size_um!r}")
     img = _as_2d_float(syn, "syn")
     oy0, ox0 = (int(v) for v in origin)
+    prm = replace(prm, origin_px=(oy0, ox0))
     h, w = image_shape if image_shape is not None else (oy0 + img.shape[0], ox0 + img.shape[1])
     cy0, cy1, cx0, cx1 = core if core is not None else (oy0, oy0 + img.shape[0], ox0, ox0 + img.shape[1])
     ps = float(pixel_size_um)
@@ -1158,11 +1194,13 @@ def isolated_spots(
         sd_g, step = c.sd_raw, c.step
     else:  # nothing detected: the noise windows still count
         fine, background = _blur_pair(img, sigma, prm.background_ratio)
-        window = int(max(_MIN_WINDOW_PX, round(prm.noise_window_um / ps)))
-        _, sd_g, step = _noise_grid(fine - background, window)
+        window = noise_window_px(ps, prm)
+        shift = _grid_shift(img.shape, window, (oy0, ox0))
+        _, sd_g, step = _noise_grid(fine - background, window, shift)
         del fine, background
+    ay, ax = c.shift if c is not None else shift
     ny, nx = sd_g.shape
-    gy, gx = np.meshgrid(oy0 + step * np.arange(ny), ox0 + step * np.arange(nx), indexing="ij")
+    gy, gx = np.meshgrid(oy0 - ay + step * np.arange(ny), ox0 - ax + step * np.arange(nx), indexing="ij")
     out["noise_sd"] = sd_g[in_core(gy, gx)]
     if c is None or prm.split_snr is None or not c.test.any():
         return out
