@@ -349,19 +349,29 @@ def _best_planes(data: Any, tiles: list[Tile]) -> list[int]:
     return [int(np.argmax(var[c])) for c in range(c_n)]
 
 
-def _tile_stack(stack: Stack, tile: Tile, cfg: Config, best: list[int] | None) -> Stack:
-    """The window of ``stack`` as an in-memory Stack, projected per tile."""
+def _tile_stack(stack: Stack, tile: Tile, cfg: Config, best: list[int] | None,
+                channels: list[int] | None = None) -> Stack:
+    """The window of ``stack`` as an in-memory Stack, projected per tile.
+
+    ``channels`` (indices into ``stack``) reads only those, one at a time.
+    """
     ys, xs = tile.window_slices
     data = stack.data
-    if data.shape[1] == 1 or (cfg.image.mode == "3d" and stack.is_3d):
-        win = _compute(data[:, :, ys, xs])
-    elif cfg.image.projection == "max":
-        win = _compute(data[:, :, ys, xs].max(axis=1))[:, None]
-    elif cfg.image.projection == "mean":
-        win = _compute(data[:, :, ys, xs].mean(axis=1, dtype=np.float32))[:, None]
-    else:  # "best": the plane chosen on the whole image
-        win = np.stack([_compute(data[c, z, ys, xs]) for c, z in enumerate(best)])[:, None]
-    return dataclasses.replace(stack, data=win)
+    keep_z = data.shape[1] == 1 or (cfg.image.mode == "3d" and stack.is_3d)
+
+    def read(c: int) -> np.ndarray:  # (Z or 1, Y, X)
+        if keep_z:
+            return _compute(data[c, :, ys, xs])
+        if cfg.image.projection == "max":
+            return _compute(data[c, :, ys, xs].max(axis=0))[None]
+        if cfg.image.projection == "mean":
+            return _compute(data[c, :, ys, xs].mean(axis=0, dtype=np.float32))[None]
+        return _compute(data[c, best[c], ys, xs])[None]  # "best": the plane chosen on the whole image
+
+    chans = list(range(data.shape[0])) if channels is None else list(channels)
+    win = np.stack([read(c) for c in chans])
+    names = tuple(stack.channel_names[c] for c in chans)
+    return dataclasses.replace(stack, data=win, channel_names=names)
 
 
 # ----------------------------------------------------------------- merging
@@ -524,10 +534,8 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
     n = h * w
     markers = [m for m in ("gfp", "gfap", "synapse") if has[m] and (m != "synapse" or want_p)]
     idx = [stack.channel_index(cfg.marker(m), cfg.aliases) for m in markers]
-    # only these channels are read; the sub-stack's channels are addressed by index
-    sub = dataclasses.replace(stack, data=stack.data[idx], channel_names=tuple(markers))
+    # only these channels are read, window by window; they are addressed by index
     sub_cfg = dataclasses.replace(cfg, channels={m: i for i, m in enumerate(markers)})
-    sub_best = None if best is None else [best[i] for i in idx]
     k = max(1, math.ceil(math.sqrt(n / max_pixels)))
     small = {m: None for m in ("gfp", "gfap")} if want_b else {}
     spots: list[dict[str, Any]] = []
@@ -547,7 +555,7 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
         diffs: list[np.ndarray] = []
         want_f = n_reg > 0 and w > 1
     for tile in tiles:
-        ts = _tile_stack(sub, tile, sub_cfg, sub_best)
+        ts = _tile_stack(stack, tile, sub_cfg, best, channels=idx)
         planes = {m: _plane(ts, sub_cfg, m) for m in markers}
         if want_g:
             resid = gc.background_residual(planes["gfp"], spacing=(px, px), smooth_sigma_um=g.smooth_sigma_um,
