@@ -372,7 +372,10 @@ def test_calibration_gathered_window_by_window_is_the_whole_images(seed, ps):
     ph = make_cord_section(seed=seed, shape=(480, 480), pixel_size_um=ps, n_motor_neurons=4,
                            n_gfp_cells=10)
     syn = ph.stack.channel("synapse").max(axis=0)
-    whole = image_wide_calibration([isolated_spots(syn, pixel_size_um=ps)], pixel_size_um=ps)
+    def read(y0, y1, x0, x1):
+        return syn[y0:y1, x0:x1]
+
+    whole = image_wide_calibration([isolated_spots(syn, pixel_size_um=ps)], pixel_size_um=ps, read=read)
     assert set(whole) == {"fixed_noise_floor", "fixed_spot_sigma_px", "fixed_misfit",
                           "fixed_split_excess"}
     # the whole image's own calibration, given back: the very same puncta
@@ -380,17 +383,18 @@ def test_calibration_gathered_window_by_window_is_the_whole_images(seed, ps):
     assert len(base) > 150
     pd.testing.assert_frame_equal(detect_puncta(syn, pixel_size_um=ps, params=PunctaParams(**whole)),
                                   base)
-    # gathered over overlapping windows aligned on the noise grid: the same numbers
-    window = max(16, round(PunctaParams().noise_window_um / ps))
+    # gathered over overlapping windows (origins off the noise grid): the same numbers
     parts = []
-    for t in tile_grid(syn.shape, tile_px=170, margin_px=40, align_px=window):
+    for t in tile_grid(syn.shape, tile_px=170, margin_px=40):
         y0, y1, x0, x1 = t.window
         parts.append(isolated_spots(syn[y0:y1, x0:x1], pixel_size_um=ps, core=t.core,
                                     origin=(y0, x0), image_shape=syn.shape))
-    assert image_wide_calibration(parts, pixel_size_um=ps) == whole
+    assert image_wide_calibration(parts, pixel_size_um=ps, read=read) == whole
+    with pytest.raises(ValueError, match="read"):
+        image_wide_calibration(parts, pixel_size_um=ps)
     # and each window, told its calibration and origin, finds its core's puncta as the whole image
     got = []
-    for t in tile_grid(syn.shape, tile_px=170, margin_px=40, align_px=window):
+    for t in tile_grid(syn.shape, tile_px=170, margin_px=40):
         y0, y1, x0, x1 = t.window
         df = detect_puncta(syn[y0:y1, x0:x1], pixel_size_um=ps,
                            params=PunctaParams(**whole, origin_px=(y0, x0)))

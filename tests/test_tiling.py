@@ -184,8 +184,9 @@ def test_cord_image_wide_thresholds_equal_whole_image(cord):
     # puncta: the noise floor and the unresolved-pair calibration of the whole plane
     from spinalquant.segment.puncta import image_wide_calibration, isolated_spots
 
-    cal = image_wide_calibration([isolated_spots(whole.planes["synapse"], pixel_size_um=px)],
-                                 pixel_size_um=px)
+    syn = whole.planes["synapse"]
+    cal = image_wide_calibration([isolated_spots(syn, pixel_size_um=px)], pixel_size_um=px,
+                                 read=lambda y0, y1, x0, x1: syn[y0:y1, x0:x1])
     assert {f"puncta_{k[6:]}": v for k, v in cal.items()} == {
         k: v for k, v in iw.items() if k.startswith("puncta_")}
 

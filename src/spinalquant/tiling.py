@@ -599,7 +599,15 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
                                                    pixel_size_um=px * k))
             pos = dataclasses.replace(pos, bleed_coefficient=coef)
     if want_p:
-        found = puncta.image_wide_calibration(spots, pixel_size_um=px, params=pp)
+        syn_cfg = dataclasses.replace(cfg, channels={"synapse": 0})
+        syn_idx = [idx[markers.index("synapse")]]
+
+        def read(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+            box = (y0, y1, x0, x1)
+            ts = _tile_stack(stack, Tile(0, box, box), syn_cfg, best, channels=syn_idx)
+            return _plane(ts, syn_cfg, "synapse")
+
+        found = puncta.image_wide_calibration(spots, pixel_size_um=px, params=pp, read=read)
         if pp.fixed_noise_floor is not None:
             found.pop("fixed_noise_floor", None)
         if pp.split_calibration() is not None:

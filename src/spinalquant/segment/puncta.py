@@ -102,6 +102,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -1151,18 +1152,22 @@ def isolated_spots(
     -------
     dict
         ``y_px``, ``x_px`` (N,) image pixels of the core's isolated detections
-        in raster order, their patches ``data`` (N, L * L) float32, ``weight``
-        (N, L * L) bool, offsets ``oy``, ``ox`` and local ``noise`` (N,)
-        float64; ``n_testable`` (detections the test examines in the core),
+        in raster order, their sub-pixel offsets ``oy``, ``ox`` and local
+        ``noise`` (N,) float64, and ``weight`` (N, ceil(L * L / 8)) uint8, the
+        bit-packed mask of each patch's pixels the fits use (patches of side
+        ``L = 2 half + 1``; their values are read again, for the few
+        calibration spots only, by :func:`image_wide_calibration`: ~56 bytes
+        per spot); ``n_testable`` (detections the test examines in the core),
         ``noise_sd`` (the response's noise sigma at the noise windows centred
-        in the core, before the floor) and ``half`` (patch half-side).
+        in the core, before the floor), ``half`` (patch half-side) and
+        ``image_shape``.
 
     Examples
     --------
     >>> rng = np.random.default_rng(0)
     >>> img = rng.normal(100, 3, (64, 64)).astype(np.float32)
     >>> part = isolated_spots(img, pixel_size_um=0.2)
-    >>> part["noise_sd"].size > 0, part["data"].shape[0]
+    >>> part["noise_sd"].size > 0, part["y_px"].size
     (True, 0)
     """
     prm = PunctaParams() if params is None else params
@@ -1179,9 +1184,9 @@ def isolated_spots(
     size = (2 * half + 1) ** 2
     out: dict[str, Any] = {
         "y_px": np.zeros(0, np.int64), "x_px": np.zeros(0, np.int64),
-        "data": np.zeros((0, size), np.float32), "weight": np.zeros((0, size), bool),
+        "weight": np.zeros((0, -(-size // 8)), np.uint8),
         "oy": np.zeros(0), "ox": np.zeros(0), "noise": np.zeros(0), "n_testable": 0,
-        "noise_sd": np.zeros(0, np.float32), "half": half,
+        "noise_sd": np.zeros(0, np.float32), "half": half, "image_shape": (int(h), int(w)),
     }
 
     def in_core(gy, gx):
@@ -1205,22 +1210,22 @@ def isolated_spots(
     if c is None or prm.split_snr is None or not c.test.any():
         return out
     cy, cx = (c.iy + oy0) + c.dy, (c.ix + ox0) + c.dx  # image pixels, as on the whole image
-    idx, data, weight, _, noise, tree = _testable(img, cy, cx, c.test, half=c.half, noise=c.noise,
-                                                  origin=(oy0, ox0))
+    idx, _, weight, _, noise, tree = _testable(img, cy, cx, c.test, half=c.half, noise=c.noise,
+                                               origin=(oy0, ox0))
     mine = in_core(c.iy[idx] + oy0, c.ix[idx] + ox0)
     alone = mine & _isolated(tree, cy, cx, idx, c.half)
     j = idx[alone]
     gy, gx = c.iy[j].astype(np.int64) + oy0, c.ix[j].astype(np.int64) + ox0
     out.update(
-        y_px=gy, x_px=gx, data=data[alone].astype(np.float32), weight=weight[alone] > 0,
+        y_px=gy, x_px=gx, weight=np.packbits(weight[alone] > 0, axis=1),
         oy=cy[j] - gy, ox=cx[j] - gx, noise=noise[alone],
         n_testable=int(np.count_nonzero(mine)),
     )
     return out
 
 
-def image_wide_calibration(parts, *, pixel_size_um: float, params: PunctaParams | None = None
-                           ) -> dict[str, float]:
+def image_wide_calibration(parts, *, pixel_size_um: float, params: PunctaParams | None = None,
+                           read: Callable[[int, int, int, int], Any] | None = None) -> dict[str, float]:
     """The image-wide calibration from the :func:`isolated_spots` of all windows.
 
     Returns the :class:`PunctaParams` overrides ``fixed_noise_floor`` and, when
@@ -1228,7 +1233,26 @@ def image_wide_calibration(parts, *, pixel_size_um: float, params: PunctaParams 
     ``fixed_misfit`` and ``fixed_split_excess``: the values a whole-image
     :func:`detect_puncta` measures (with fewer isolated spots it calibrates on
     all detections, whose patches are not gathered; each window then keeps
-    its own calibration).
+    its own calibration). The calibration spots are the whole image's (at
+    most 60, evenly spaced in raster order); only their patches are read.
+
+    Parameters
+    ----------
+    parts : iterable of dict
+        :func:`isolated_spots` of windows whose cores partition the image.
+    pixel_size_um : float
+        Lateral pixel size in µm.
+    params : PunctaParams, optional
+        Detection parameters.
+    read : callable, optional
+        ``read(y0, y1, x0, x1)`` returns that region (half-open, image pixels)
+        of the synaptic-marker plane the windows were cut from. Required for
+        the pair calibration.
+
+    Raises
+    ------
+    ValueError
+        When the pair calibration needs patches and ``read`` is missing.
 
     Examples
     --------
@@ -1246,18 +1270,40 @@ def image_wide_calibration(parts, *, pixel_size_um: float, params: PunctaParams 
     n_alone = sum(len(p["y_px"]) for p in parts)
     if prm.split_snr is None or n_alone < 10:
         return out
+    if read is None:
+        raise ValueError("image_wide_calibration needs read(y0, y1, x0, x1) to read the calibration patches")
     cat = {key: np.concatenate([p[key] for p in parts])
-           for key in ("y_px", "x_px", "data", "weight", "oy", "ox", "noise")}
+           for key in ("y_px", "x_px", "weight", "oy", "ox", "noise")}
     order = np.lexsort((cat["x_px"], cat["y_px"]))  # raster order, as on the whole image
     pos, _ = _calibration_sample(n_alone, sum(p["n_testable"] for p in parts))
     sample = order[pos]
-    weight = cat["weight"][sample].astype(np.float64)
+    half = int(parts[0]["half"])
+    size = (2 * half + 1) ** 2
+    weight = np.unpackbits(cat["weight"][sample], axis=1, count=size).astype(np.float64)
+    data = _read_patches(read, cat["y_px"][sample], cat["x_px"][sample], half,
+                         tuple(parts[0]["image_shape"]))
     s_ref, misfit, excess = _calibrate(
-        cat["data"][sample].astype(np.float64), weight, weight.sum(axis=1), cat["noise"][sample],
-        cat["oy"][sample], cat["ox"][sample], half=int(parts[0]["half"]),
-        sigma0=prm.sigma_px(pixel_size_um))
+        data, weight, weight.sum(axis=1), cat["noise"][sample], cat["oy"][sample], cat["ox"][sample],
+        half=half, sigma0=prm.sigma_px(pixel_size_um))
     out.update(fixed_spot_sigma_px=s_ref, fixed_misfit=misfit, fixed_split_excess=excess)
     return out
+
+
+def _read_patches(read: Callable[[int, int, int, int], Any], gy: np.ndarray, gx: np.ndarray,
+                  half: int, shape: tuple[int, int]) -> np.ndarray:
+    """(N, L * L) float64 patches around image pixels ``(gy, gx)``, as :func:`_patches`
+    cuts them from the whole image (edge pixels repeated outside it)."""
+    h, w = shape
+    rows = []
+    for y, x in zip(gy.tolist(), gx.tolist(), strict=True):
+        y0, y1 = max(0, y - half), min(h, y + half + 1)
+        x0, x1 = max(0, x - half), min(w, x + half + 1)
+        region = _as_2d_float(read(y0, y1, x0, x1), "patch")
+        if region.shape != (y1 - y0, x1 - x0):
+            raise ValueError(f"read({y0}, {y1}, {x0}, {x1}) returned shape {region.shape}")
+        data, _ = _patches(region, np.array([y - y0]), np.array([x - x0]), half)
+        rows.append(data[0])
+    return np.array(rows, dtype=np.float64).reshape(len(rows), -1)
 
 
 def _unit_spot_gain(sigma_px: float, ratio: float, inner: float) -> float:
