@@ -177,12 +177,14 @@ def default_overlap_um(config: Config | None = None, *, section: str = "cord") -
     """
     cfg = config or Config()
     if section == "cord":
+        from .segment.motor_neurons import background_radius_um
+
         mn, g, a = cfg.motor_neurons, cfg.gfp_cells, cfg.astrocytes
         gfp = (_background_reach_um(g.background_size_um) + 4 * g.smooth_sigma_um + g.cell_diameter_um
                + g.granule_ring_um + g.max_grow_um)
         astro = (_background_reach_um(a.background_size_um) + 2 * a.process_width_um
                  + 4 * a.soma_diameter_um / 8 + a.soma_diameter_um + a.max_grow_um)
-        return float(max(3.0 * mn.soma_diameter_um, mn.background_radius_um or 0.0, gfp, astro))
+        return float(max(3.0 * mn.soma_diameter_um, background_radius_um(mn), gfp, astro))
     if section == "muscle":
         return float(2.0 * math.sqrt(cfg.fibers.max_area_um2 / math.pi))
     raise ValueError(f"section must be 'cord' or 'muscle'; got {section!r}")
@@ -403,7 +405,7 @@ def _global_edge_labels(lab: np.ndarray, tile: Tile, shape_yx: tuple[int, int]) 
 
 def _drop_edge_fibers(cfg: Config) -> bool:
     """Whether a whole-image analysis would drop fibers cut by the image edge."""
-    return bool(cfg.muscle.exclude_border or getattr(cfg.fibers, "exclude_border", False))
+    return bool(cfg.muscle.exclude_border or cfg.fibers.exclude_border)
 
 
 def _summary_cord(tables: dict[str, pd.DataFrame], n_pixels: int, px: float,
@@ -525,7 +527,7 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
     want_a = has["gfap"] and a.fixed_threshold is None
     want_b = has["gfp"] and has["gfap"] and pos.bleed_coefficient is None
     want_f = has["gfap"]
-    want_p = has["synapse"] and isinstance(pp, puncta.PunctaParams) and (
+    want_p = has["synapse"] and (
         pp.fixed_noise_floor is None or (pp.split_snr is not None and pp.split_calibration() is None))
     if not (want_g or want_a or want_b or want_f or want_p):
         return cfg, None
@@ -725,9 +727,7 @@ def analyze_tiled(
     if kind == "muscle":
         # edge exclusion is done here against the whole image's edge
         tile_cfg = dataclasses.replace(cfg, muscle=dataclasses.replace(cfg.muscle, exclude_border=False))
-        if getattr(cfg.fibers, "exclude_border", None) is not None:
-            tile_cfg = dataclasses.replace(
-                tile_cfg, fibers=dataclasses.replace(cfg.fibers, exclude_border=False))
+        tile_cfg = dataclasses.replace(tile_cfg, fibers=dataclasses.replace(cfg.fibers, exclude_border=False))
     best = _best_planes(stack.data, tiles) if (
         cfg.image.projection == "best" and stack.shape[1] > 1 and cfg.image.mode != "3d") else None
     area_thr = None
@@ -810,7 +810,7 @@ def analyze_tiled(
         }
         pp = tile_cfg.puncta
         for key in ("fixed_noise_floor", "fixed_spot_sigma_px", "fixed_misfit", "fixed_split_excess"):
-            provenance["tiling"]["image_wide"][f"puncta_{key[6:]}"] = getattr(pp, key, None)
+            provenance["tiling"]["image_wide"][f"puncta_{key[6:]}"] = getattr(pp, key)
 
     if kind == "muscle":
         from .measure.morphology import fiber_histogram, fiber_summary
@@ -841,10 +841,6 @@ def analyze_tiled(
 
 def _at_origin(cfg: Config, tile: Tile) -> Config:
     """``cfg`` with the puncta fits told where the window lies in the image."""
-    from .segment.puncta import PunctaParams
-
-    if not isinstance(cfg.puncta, PunctaParams):
-        return cfg
     origin = (tile.window[0], tile.window[2])
     return dataclasses.replace(cfg, puncta=dataclasses.replace(cfg.puncta, origin_px=origin))
 

@@ -60,6 +60,8 @@ from .. import _validate as check
 
 __all__ = [
     "MotorNeuronParams",
+    "background_bin_px",
+    "background_radius_um",
     "measure_motor_neurons",
     "remove_background",
     "segment_motor_neurons",
@@ -167,6 +169,35 @@ def _closing(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     return ndi.binary_closing(padded, structure=footprint)[r:-r, r:-r]
 
 
+def background_radius_um(params: MotorNeuronParams | None = None) -> float:
+    """Radius (µm) of the background opening: ``background_radius_um`` or 3 soma diameters.
+
+    Examples
+    --------
+    >>> background_radius_um()
+    60.0
+    """
+    prm = MotorNeuronParams() if params is None else params
+    return float(prm.background_radius_um or 3.0 * prm.soma_diameter_um)
+
+
+def _bin_px(pixel_size_um: float, radius_um: float, bin_um: float) -> int:
+    return max(1, round(max(bin_um, radius_um / 10.0) / pixel_size_um))
+
+
+def background_bin_px(pixel_size_um: float, params: MotorNeuronParams | None = None) -> int:
+    """Side (pixels) of the blocks :func:`segment_motor_neurons` averages before its background opening.
+
+    Blocks of max(2 µm, radius / 10) are pooled from the image's first pixel.
+
+    Examples
+    --------
+    >>> background_bin_px(0.5)
+    12
+    """
+    return _bin_px(float(pixel_size_um), background_radius_um(params), 2.0)
+
+
 def remove_background(image, *, pixel_size_um: float, radius_um: float,
                       bin_um: float = 2.0) -> np.ndarray:
     """Subtract a smooth background estimated by a large morphological opening.
@@ -196,7 +227,7 @@ def remove_background(image, *, pixel_size_um: float, radius_um: float,
     True
     """
     img = _check(image, pixel_size_um)
-    f = max(1, round(max(bin_um, radius_um / 10.0) / pixel_size_um))
+    f = _bin_px(pixel_size_um, radius_um, bin_um)
     # pad to whole blocks with edge values so that every block is a true average
     full = np.pad(img, ((0, -img.shape[0] % f), (0, -img.shape[1] % f)), mode="edge")
     small = measure.block_reduce(full, (f, f), np.mean) if f > 1 else full
@@ -431,8 +462,7 @@ def segment_motor_neurons(
     out = np.zeros(img.shape, np.int32)
     if np.ptp(img) == 0:
         return out
-    radius_um = prm.background_radius_um or 3.0 * prm.soma_diameter_um
-    fg = remove_background(img, pixel_size_um=ps, radius_um=radius_um)
+    fg = remove_background(img, pixel_size_um=ps, radius_um=background_radius_um(prm))
     smoothed = ndi.gaussian_filter(fg, prm.smooth_um / ps, mode="nearest")
     low, high, floor = _thresholds(smoothed, prm.threshold_snr)
     med = float(np.median(smoothed))
