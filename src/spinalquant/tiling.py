@@ -26,11 +26,15 @@ been analysed at once:
 The image-wide statistics of GFP+ cells and astrocytes (detection
 thresholds, background medians), the GFAP area threshold, the GFP→GFAP
 bleed-through coefficient and the puncta detector's calibration (noise
-floor, single-spot width and the unresolved-pair test's levels, measured on
-the image's isolated spots) are computed once, in a pass over the windows
-before the analysis, and given to every tile; with block-aligned windows
-and an overlap that covers the filters' reach, GFP+ cells, astrocytes and
-puncta come out object for object (puncta to rounding, ~1e-13 µm) as in a
+floor of the response, single-spot width and the unresolved-pair test's
+levels, measured on the image's isolated spots) are computed once, in a
+pass over the windows before the analysis, and given to every tile: no
+tile uses statistics of its own window for these. Window origins are
+multiples of the background blocks of GFP+ cells, astrocytes and the GFAP
+area fraction (a few pixels); the puncta noise grid and two-spot fits are
+anchored on the whole image through ``PunctaParams.origin_px``. With an
+overlap that covers the filters' reach, GFP+ cells, astrocytes and puncta
+come out object for object (puncta to rounding, ~1e-13 µm) as in a
 whole-image analysis. Motor neurons still use each window's own automatic
 threshold, so their outlines may differ slightly (see
 ``tests/test_tiling.py``).
@@ -100,8 +104,8 @@ def tile_grid(shape_yx: tuple[int, int], *, tile_px: int, margin_px: int, align_
     Cores have near-equal sizes (at most ``tile_px``) and partition the image.
     A window starts ``margin_px`` before its core, moved further back to a
     multiple of ``align_px``: block-pooled filters anchored at the window's
-    origin (background openings, noise grids) then see the same blocks as
-    on the whole image.
+    origin (background openings) then see the same blocks as on the whole
+    image.
 
     Parameters
     ----------
@@ -507,11 +511,12 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
     * the GFP→GFAP bleed-through coefficient is estimated on a plane sampled
       every ``k``-th pixel (at most ``max_pixels``), plenty for a per-cell
       intensity ratio;
-    * so are the puncta detector's noise floor and unresolved-pair
-      calibration (:func:`~spinalquant.segment.puncta.isolated_spots` per
-      window, :func:`~spinalquant.segment.puncta.image_wide_calibration`):
-      every core contributes its noise windows and its isolated detections,
-      sorted into the whole image's raster order.
+    * the puncta detector's noise floor and unresolved-pair calibration are
+      the whole image's (:func:`~spinalquant.segment.puncta.isolated_spots`
+      per window, :func:`~spinalquant.segment.puncta.image_wide_calibration`):
+      every core contributes its noise windows and the positions of its
+      isolated detections; the calibration spots (at most 60) are chosen in
+      the whole image's raster order and only their patches are read again.
 
     One pass reads the GFP, GFAP and synapse channels window by window. Values already
     set in ``cfg`` are kept. 3-D GFP segmentation keeps per-window thresholds.

@@ -1156,7 +1156,7 @@ def isolated_spots(
         ``noise`` (N,) float64, and ``weight`` (N, ceil(L * L / 8)) uint8, the
         bit-packed mask of each patch's pixels the fits use (patches of side
         ``L = 2 half + 1``; their values are read again, for the few
-        calibration spots only, by :func:`image_wide_calibration`: ~56 bytes
+        calibration spots only, by :func:`image_wide_calibration`: ~50 bytes
         per spot); ``n_testable`` (detections the test examines in the core),
         ``noise_sd`` (the response's noise sigma at the noise windows centred
         in the core, before the floor), ``half`` (patch half-side) and
