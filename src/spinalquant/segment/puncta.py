@@ -871,7 +871,8 @@ def _decompose(img: np.ndarray, cy: np.ndarray, cx: np.ndarray, test: np.ndarray
     detections. Centres are in the pixels of a larger image of which ``img``
     starts at pixel ``origin`` (tiles: the fits then round as on the whole
     image), and so are the new spots' centres. Returns ``(owner, y, x, amplitude)``: for every new spot the
-    index of the detection it replaces, its centre (pixels) and peak.
+    index of the detection it replaces, its centre (pixels, inside ``img``) and
+    the height of its Gaussian (as the other detections' ``amplitude``).
     """
     none = (np.zeros(0, np.intp), np.zeros(0), np.zeros(0), np.zeros(0))
     if not test.any():
@@ -913,17 +914,23 @@ def _decompose(img: np.ndarray, cy: np.ndarray, cx: np.ndarray, test: np.ndarray
     y1, x1 = iy[idx] + p2[:, 2], ix[idx] + p2[:, 3]
     y2, x2 = iy[idx] + p2[:, 5], ix[idx] + p2[:, 6]
     sep = np.hypot(y1 - y2, x1 - x2)
-    peak = special.erf(0.5 / (_SQRT2 * p2[:, 1])) ** 2  # of a pixel-centred spot
+    s2 = p2[:, 1]
+    peak = special.erf(0.5 / (_SQRT2 * s2)) ** 2  # pixel value at a pixel-centred spot
     amp1, amp2 = p2[:, 4] * peak, p2[:, 7] * peak
     _, own1 = _nearest(tree, np.column_stack([y1, x1]))
     _, own2 = _nearest(tree, np.column_stack([y2, x2]))
+    ny, nx = img.shape
+    inside = ((y1 >= origin[0] - 0.5) & (y1 < origin[0] + ny - 0.5) & (x1 >= origin[1] - 0.5)
+              & (x1 < origin[1] + nx - 0.5) & (y2 >= origin[0] - 0.5) & (y2 < origin[0] + ny - 0.5)
+              & (x2 >= origin[1] - 0.5) & (x2 < origin[1] + nx - 0.5))
     ok = ((gain >= excess * snr**2) & (np.minimum(amp1, amp2) >= snr * noise)
-          & (sep >= _MIN_SEPARATION * sig_eff) & (own1 == idx) & (own2 == idx))
+          & (sep >= _MIN_SEPARATION * sig_eff) & (own1 == idx) & (own2 == idx) & inside)
     j = np.flatnonzero(ok)
     if len(j) == 0:
         return none
+    height = 1.0 / (2.0 * np.pi * s2[j] ** 2)  # flux to Gaussian height
     return (np.r_[idx[j], idx[j]], np.r_[y1[j], y2[j]], np.r_[x1[j], x2[j]],
-            np.r_[amp1[j], amp2[j]])
+            np.r_[p2[j, 4] * height, p2[j, 7] * height])
 
 
 # ------------------------------------------------------------------ detector
