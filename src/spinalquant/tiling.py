@@ -553,7 +553,7 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
         rows_before = None
         n_reg = n
         if roi_mask is not None:
-            per_row = np.array([np.count_nonzero(roi_mask[y]) for y in range(h)], dtype=np.int64)
+            per_row = np.count_nonzero(roi_mask, axis=1).astype(np.int64)
             rows_before = np.concatenate([[0], np.cumsum(per_row)])
             n_reg = int(rows_before[-1])
         sf = astro.area_sample_stride(n_reg)
@@ -642,7 +642,7 @@ def _area_sample(resid: np.ndarray, tile: Tile, width: int, stride: int, roi: np
         out[j] = resid[r, c]
         return
     core = np.asarray(roi[cy0:cy1, cx0:cx1], dtype=bool)
-    left = np.array([np.count_nonzero(roi[y, :cx0]) for y in range(cy0, cy1)], dtype=np.int64)
+    left = np.count_nonzero(roi[cy0:cy1, :cx0], axis=1).astype(np.int64)
     rank = (rows_before[cy0:cy1] + left)[:, None] + np.cumsum(core, axis=1) - 1
     take = core & (rank % stride == 0)
     yy, xx = np.nonzero(take)
