@@ -297,9 +297,9 @@ def run_cellprofiler(cases: list[dict], out: Path, root: Path, params: Path | No
                "--file-list", str(lst), "-o", str(out)], timeout=3600, env=env)
     img = pd.read_csv(out / "Image.csv")
     first = {"cord": "GFP", "cells": "GFP", "muscle": "Border", "he": "HE", "coloc": "A"}[kind]
-    by_num = {int(n): Path(f).name.split("__")[0] for n, f in zip(img["ImageNumber"], img[f"FileName_{first}"])}
+    by_num = {int(n): Path(f).name.split("__")[0] for n, f in zip(img["ImageNumber"], img[f"FileName_{first}"], strict=True)}
     exec_cols = [c for c in img.columns if c.startswith("ExecutionTime_")]
-    compute = {by_num[int(n)]: float(s) for n, s in zip(img["ImageNumber"], img[exec_cols].sum(axis=1))}
+    compute = {by_num[int(n)]: float(s) for n, s in zip(img["ImageNumber"], img[exec_cols].sum(axis=1), strict=True)}
     outputs: dict[str, dict] = {n: {} for n in by_num.values()}
     px = {c["name"]: c["px"] for c in cases}
     for _, row in img.iterrows():
@@ -445,7 +445,7 @@ def run_scaling(root: Path, quick: bool, big_kind: str) -> list[dict]:
     for kind in kinds:
         todo = sizes + ([64.0] if (kind == big_kind and not quick) else [])
         for mp in todo:
-            side = int(round(np.sqrt(mp * 1e6)))
+            side = round(np.sqrt(mp * 1e6))
             base, px = src[kind]
             reps = int(np.ceil(side / base.shape[0]))
             big = np.pad(base, [(0, base.shape[0] * (reps - 1))] * 2, mode="symmetric")[:side, :side]
@@ -520,6 +520,53 @@ def _fmt(v, nd=2):
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "–"
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+# a peer "beats" spinalquant only by more than these margins (noise of the scores)
+_MARGIN = {"f1": 0.005, "count_err_pct": 0.5, "area_err_pct": 0.5, "gfap_pct_err_pp": 0.5,
+           "per_neuron_err_pct": 0.5, "min_feret_err_pct": 0.5, "pearson_err": 0.001,
+           "m1_err": 0.001, "m2_err": 0.001}
+
+
+def shortfalls(scores: list[dict], speed: list[dict]) -> list[str]:
+    """Every score and speed figure where some peer does better than spinalquant.
+
+    Accuracy: mean F1 (higher is better) and mean absolute errors (lower is
+    better) per group and object kind, compared beyond ``_MARGIN``. Speed:
+    groups where a peer needs less wall time or less compute per image.
+    """
+    out: list[str] = []
+    df = pd.DataFrame(scores)
+    if len(df):
+        for (grp, kind), k in df.groupby(["group", "kind"]):
+            ref = k[k["tool"] == "spinalquant"]
+            if not len(ref):
+                continue
+            for m, margin in _MARGIN.items():
+                if m not in k or not ref[m].notna().any():
+                    continue
+                agg = (lambda v: v.mean()) if m == "f1" else (lambda v: v.abs().mean())
+                mine = float(agg(ref[m].dropna()))
+                for tool, t in k[k["tool"] != "spinalquant"].groupby("tool"):
+                    if not t[m].notna().any():
+                        continue
+                    theirs = float(agg(t[m].dropna()))
+                    better = theirs > mine + margin if m == "f1" else theirs < mine - margin
+                    if better:
+                        out.append(f"{grp}/{kind}: {tool} {m} {theirs:.3g} vs spinalquant {mine:.3g}")
+    sp = pd.DataFrame(speed)
+    if len(sp):
+        for grp, t in sp.groupby("group"):
+            ref = t[t["tool"] == "spinalquant"]
+            if not len(ref):
+                continue
+            for col, what in (("wall_per_img_s", "wall time"), ("compute_per_img_s", "compute")):
+                mine = float(ref[col].iloc[0])
+                for _, r in t[t["tool"] != "spinalquant"].iterrows():
+                    if np.isfinite(r[col]) and r[col] < mine:
+                        out.append(f"{grp}: {r['tool']} faster ({what} {r[col]:.2f} s vs "
+                                   f"{mine:.2f} s per image, ratio {r[col] / mine:.2f})")
+    return out
 
 
 def summarise(scores: list[dict], speed: list[dict], scaling: list[dict], info: dict,
@@ -615,6 +662,13 @@ def summarise(scores: list[dict], speed: list[dict], scaling: list[dict], info: 
         lines += [f"* {k}: time slope {v['time_slope']:.2f}, memory slope {v['memory_slope']:.2f}"
                   for k, v in sl.items()]
         lines.append("")
+    short = shortfalls(scores, speed)
+    lines += ["## Where spinalquant is not the best", "",
+              "Computed from the tables above (a peer better by more than the score noise: "
+              "F1 0.005, errors 0.5 points). Everything not listed here spinalquant does at "
+              "least as well as every peer.", ""]
+    lines += [f"* {x}" for x in short] if short else ["* nothing"]
+    lines.append("")
     if failures:
         lines += ["## Not run / failed", ""] + [f"* {f}" for f in failures] + [""]
     return "\n".join(lines)
@@ -684,7 +738,16 @@ def main(argv=None) -> int:
     ap.add_argument("--scale-64", default="gfp_cells", help="the one kind also run at 64 MP (full run)")
     ap.add_argument("--tune", action="store_true", help="re-tune peer parameters on the pilot image")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--resummarise", action="store_true",
+                    help="rewrite SUMMARY(.md/_quick.md) from the saved benchmarks(_quick).json; run nothing")
     a = ap.parse_args(argv)
+    if a.resummarise:
+        suffix = "_quick" if a.quick else ""
+        res = json.loads((Path(a.out) / f"benchmarks{suffix}.json").read_text())
+        text = summarise(res["scores"], res["speed"], res["scaling"], res["machine"], res["failures"])
+        (Path(a.out) / f"SUMMARY{suffix}.md").write_text(text)
+        print(text)
+        return 0
     root = Path(a.workdir)
     root.mkdir(parents=True, exist_ok=True)
     if a.tune:

@@ -62,3 +62,24 @@ def test_score_case_coloc_expected(run_all):
     case = {"group": "coloc2", "index": 1, "px": 1.0}
     res = run_all.score_case(case, {"coloc": np.array([0.72, 0.75, 0.75])}, "x")
     assert res["colocalization"]["pearson_err"] == pytest.approx(0.0)
+
+
+def test_shortfalls_lists_only_where_a_peer_is_better(run_all):
+    scores = [
+        {"group": "cord", "kind": "gfp_cells", "tool": "spinalquant", "f1": 0.95, "count_err_pct": -2.0},
+        {"group": "cord", "kind": "gfp_cells", "tool": "imagej", "f1": 0.97, "count_err_pct": 5.0},
+        {"group": "cord", "kind": "gfp_cells", "tool": "cellprofiler", "f1": 0.953, "count_err_pct": 1.0},
+    ]
+    speed = [
+        {"group": "cord", "tool": "spinalquant", "wall_per_img_s": 1.0, "compute_per_img_s": 0.8},
+        {"group": "cord", "tool": "cellprofiler", "wall_per_img_s": 3.0, "compute_per_img_s": 0.5},
+    ]
+    out = run_all.shortfalls(scores, speed)
+    text = "\n".join(out)
+    assert "imagej f1 0.97" in text  # better by more than the margin
+    assert "cellprofiler f1" not in text  # within the 0.005 margin: a tie
+    assert "cellprofiler count_err_pct 1" in text  # |1| < |-2| by more than 0.5
+    assert "imagej count_err_pct" not in text
+    assert any("cellprofiler faster (compute" in x for x in out)
+    assert not any("cellprofiler faster (wall" in x for x in out)
+    assert len(out) == 3
