@@ -11,8 +11,12 @@ from scipy.spatial import cKDTree
 from spinalquant.measure.synapses import assign_puncta, perisomatic_puncta
 from spinalquant.segment.motor_neurons import (
     MotorNeuronParams,
+    background_bin_px,
+    foreground,
     measure_motor_neurons,
+    remove_background,
     segment_motor_neurons,
+    threshold_levels,
 )
 from spinalquant.segment.puncta import detect_puncta
 
@@ -135,6 +139,43 @@ def test_min_area_parameter_and_border_exclusion():
     dropped = segment_motor_neurons(shifted, pixel_size_um=ps,
                                     params=MotorNeuronParams(exclude_border=True))
     assert 0 < dropped.max() < kept.max()
+
+
+def test_fixed_levels_reproduce_the_image_own_and_change_the_outlines():
+    ps = 0.5
+    img, _ = _scene(ps, seed=3)
+    base = segment_motor_neurons(img, pixel_size_um=ps)
+    levels = threshold_levels(foreground(img, pixel_size_um=ps), threshold_snr=3.0)
+    same = segment_motor_neurons(img, pixel_size_um=ps, params=MotorNeuronParams(fixed_levels=levels))
+    assert base.max() == 5 and np.array_equal(same, base)
+    low, high, floor, med = levels
+    tight = (low, high, floor + 0.9 * (low - floor), med)  # a higher floor for the nucleus
+    lower = segment_motor_neurons(img, pixel_size_um=ps, params=MotorNeuronParams(
+        fixed_levels=(0.5 * low + 0.5 * floor, high, floor, med)))
+    assert np.count_nonzero(lower) != np.count_nonzero(base)
+    assert MotorNeuronParams(fixed_levels=tight).fixed_levels == tuple(float(v) for v in tight)
+    with pytest.raises(ValueError, match="fixed_levels"):
+        MotorNeuronParams(fixed_levels=(high, low, floor, med))  # low above high
+    with pytest.raises(ValueError, match="origin_px"):
+        MotorNeuronParams(origin_px=(-1, 0))
+
+
+def test_background_of_a_window_anchored_on_the_image_blocks():
+    # a window told its origin pools the whole image's blocks: the same background
+    # away from the window's edge (beyond the opening's and the smoothing's reach)
+    rng = np.random.default_rng(5)
+    ps, radius = 1.0, 10.0
+    assert background_bin_px(ps, MotorNeuronParams(background_radius_um=radius)) == 2
+    img = ndi.gaussian_filter(rng.normal(100, 20, (240, 240)), 3) + np.linspace(0, 50, 240)
+    whole = remove_background(img, pixel_size_um=ps, radius_um=radius)
+    y0, x0 = 37, 53  # not multiples of the 2 px blocks
+    win = img[y0:, x0:]
+    inner = (slice(60, -1), slice(60, -1))
+    anchored = remove_background(win, pixel_size_um=ps, radius_um=radius, origin_px=(y0, x0))
+    plain = remove_background(win, pixel_size_um=ps, radius_um=radius)
+    err = np.abs(anchored[inner] - whole[y0:, x0:][inner]).max()
+    assert err < 1e-3
+    assert np.abs(plain[inner] - whole[y0:, x0:][inner]).max() > 100 * err + 1e-3
 
 
 def test_dtype_and_empty_inputs():

@@ -24,20 +24,21 @@ been analysed at once:
   image's threshold (exact).
 
 The image-wide statistics of GFP+ cells and astrocytes (detection
-thresholds, background medians), the GFAP area threshold, the GFP→GFAP
+thresholds, background medians), the motor neurons' threshold levels, the
+GFAP area threshold, the GFP→GFAP
 bleed-through coefficient and the puncta detector's calibration (noise
 floor of the response, single-spot width and the unresolved-pair test's
 levels, measured on the image's isolated spots) are computed once, in a
 pass over the windows before the analysis, and given to every tile: no
 tile uses statistics of its own window for these. Window origins are
 multiples of the background blocks of GFP+ cells, astrocytes and the GFAP
-area fraction (a few pixels); the puncta noise grid and two-spot fits are
-anchored on the whole image through ``PunctaParams.origin_px``. With an
-overlap that covers the filters' reach, GFP+ cells, astrocytes and puncta
-come out object for object (puncta to rounding, ~1e-13 µm) as in a
-whole-image analysis. Motor neurons still use each window's own automatic
-threshold, so their outlines may differ slightly (see
-``tests/test_tiling.py``).
+area fraction (a few pixels); the puncta noise grid and two-spot fits and
+the motor neurons' background bins are anchored on the whole image through
+``origin_px``. With an overlap that covers the filters' reach, GFP+ cells,
+astrocytes and puncta come out object for object (puncta to rounding,
+~1e-13 µm) as in a whole-image analysis. The motor neurons' 60 µm background
+opening reaches beyond the overlap, so soma areas may differ slightly
+(~0.2 %, see ``tests/test_tiling.py``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ from .pipeline import (
 from .stack import Stack
 
 Progress = Callable[[str], None]
+
+#: Pixels of the sample the motor-neuron levels are measured on (all up to this).
+_MN_SAMPLE = 4_000_000
 
 #: Object kinds that have a label image with the same ids as their table.
 LABELLED_KINDS = ("gfp_cells", "astrocytes", "motor_neurons", "fibers")
@@ -199,10 +203,9 @@ def _align_px(cfg: Config, px: float, section: str) -> int:
 
     The least common multiple of the block sizes of the background openings
     of GFP+ cells, astrocytes and the GFAP area fraction (pooled from the
-    window's origin). The puncta noise grid is anchored on the whole image's
-    through ``PunctaParams.origin_px`` and needs no alignment; motor neurons
-    use each window's own threshold, so aligning their background bins would
-    not make them exact.
+    window's origin). The puncta noise grid and the motor-neuron background
+    bins are anchored on the whole image's through ``origin_px`` and need no
+    alignment.
     """
     if section != "cord":
         return 1
@@ -508,6 +511,11 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
       is the whole image's (in the ROI, if any) and its pixel noise is
       gathered from the same rows as on the whole image; it is returned
       beside the config;
+    * the motor neurons' threshold levels
+      (:func:`~spinalquant.segment.motor_neurons.threshold_levels`) are
+      those of the whole image's foreground (sampled every ``k``-th pixel
+      beyond 4 Mpx), up to the pixels whose background opening reaches
+      beyond their window;
     * the GFP→GFAP bleed-through coefficient is estimated on a plane sampled
       every ``k``-th pixel (at most ``max_pixels``), plenty for a per-cell
       intensity ratio;
@@ -518,28 +526,31 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
       isolated detections; the calibration spots (at most 60) are chosen in
       the whole image's raster order and only their patches are read again.
 
-    One pass reads the GFP, GFAP and synapse channels window by window. Values already
+    One pass reads the GFP, GFAP, synapse and ChAT channels window by window. Values already
     set in ``cfg`` are kept. 3-D GFP segmentation keeps per-window thresholds.
     """
     from .pipeline import _has, _plane
     from .segment import astrocytes as astro
     from .segment import gfp_cells as gc
+    from .segment import motor_neurons as mns
     from .segment import puncta
 
-    has = {m: _has(stack, cfg, m) for m in ("gfp", "gfap", "synapse")}
-    g, a, pos, pp = cfg.gfp_cells, cfg.astrocytes, cfg.gfap_positivity, cfg.puncta
+    has = {m: _has(stack, cfg, m) for m in ("gfp", "gfap", "synapse", "chat")}
+    g, a, pos, pp, mn = cfg.gfp_cells, cfg.astrocytes, cfg.gfap_positivity, cfg.puncta, cfg.motor_neurons
     want_g = has["gfp"] and g.fixed_threshold is None and cfg.image.mode != "3d"
     want_a = has["gfap"] and a.fixed_threshold is None
     want_b = has["gfp"] and has["gfap"] and pos.bleed_coefficient is None
     want_f = has["gfap"]
     want_p = has["synapse"] and (
         pp.fixed_noise_floor is None or (pp.split_snr is not None and pp.split_calibration() is None))
-    if not (want_g or want_a or want_b or want_f or want_p):
+    want_m = has["chat"] and mn.fixed_levels is None
+    if not (want_g or want_a or want_b or want_f or want_p or want_m):
         return cfg, None
     say("image-wide thresholds, GFP→GFAP bleed-through and puncta calibration")
     h, w = (int(n) for n in stack.shape[2:])
     n = h * w
-    markers = [m for m in ("gfp", "gfap", "synapse") if has[m] and (m != "synapse" or want_p)]
+    markers = [m for m in ("gfp", "gfap", "synapse", "chat")
+               if has[m] and (m != "synapse" or want_p) and (m != "chat" or want_m)]
     idx = [stack.channel_index(cfg.marker(m), cfg.aliases) for m in markers]
     # only these channels are read, window by window; they are addressed by index
     sub_cfg = dataclasses.replace(cfg, channels={m: i for i, m in enumerate(markers)})
@@ -549,6 +560,8 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
     sg, sa = gc.threshold_sample_stride(n), astro.soma_sample_stride(n)
     samp_g = np.empty(-(-n // sg), np.float32) if want_g else None
     samp_a = np.empty(-(-n // sa), np.float32) if want_a else None
+    sm = max(1, math.ceil(n / _MN_SAMPLE))  # motor-neuron levels: all pixels up to 4 Mpx
+    samp_m = np.empty(-(-n // sm), np.float32) if want_m else None
     if want_f:
         rows_before = None
         n_reg = n
@@ -582,6 +595,11 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
             if rows.size and x_end > cx0:
                 a_ = resid[rows]
                 diffs.append((a_[:, cx0 - wx0 + 1:x_end - wx0 + 1] - a_[:, cx0 - wx0:x_end - wx0]).ravel())
+        if want_m:
+            fg = mns.foreground(planes["chat"], pixel_size_um=px,
+                                params=dataclasses.replace(mn, origin_px=(tile.window[0], tile.window[2])))
+            r, c, j = _sample_positions(tile, w, sm)
+            samp_m[j] = fg[r, c]
         if want_p:
             spots.append(puncta.isolated_spots(planes["synapse"], pixel_size_um=px, params=pp, core=tile.core,
                                                origin=(tile.window[0], tile.window[2]), image_shape=(h, w)))
@@ -621,11 +639,14 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
             for key in ("fixed_spot_sigma_px", "fixed_misfit", "fixed_split_excess"):
                 found.pop(key, None)
         pp = dataclasses.replace(pp, **found)
+    if want_m:
+        mn = dataclasses.replace(mn, fixed_levels=mns.threshold_levels(samp_m, threshold_snr=mn.threshold_snr))
     area_thr = None
     if want_f:
         sigma = gc.robust_sigma(np.concatenate(diffs)) / np.sqrt(2.0)  # as pixel_noise
         area_thr = astro.area_threshold(samp_f, noise_sigma=sigma)
-    return dataclasses.replace(cfg, gfp_cells=g, astrocytes=a, gfap_positivity=pos, puncta=pp), area_thr
+    return dataclasses.replace(cfg, gfp_cells=g, astrocytes=a, gfap_positivity=pos, puncta=pp,
+                               motor_neurons=mn), area_thr
 
 
 def _area_sample(resid: np.ndarray, tile: Tile, width: int, stride: int, roi: np.ndarray | None,
@@ -812,6 +833,7 @@ def analyze_tiled(
             "astrocyte_median": tile_cfg.astrocytes.fixed_median,
             "bleed_coefficient": tile_cfg.gfap_positivity.bleed_coefficient,
             "gfap_area_threshold": area_thr,
+            "motor_neuron_levels": tile_cfg.motor_neurons.fixed_levels,
         }
         pp = tile_cfg.puncta
         for key in ("fixed_noise_floor", "fixed_spot_sigma_px", "fixed_misfit", "fixed_split_excess"):
@@ -845,9 +867,10 @@ def analyze_tiled(
 
 
 def _at_origin(cfg: Config, tile: Tile) -> Config:
-    """``cfg`` with the puncta fits told where the window lies in the image."""
+    """``cfg`` with the puncta fits and the motor-neuron background told where the window lies."""
     origin = (tile.window[0], tile.window[2])
-    return dataclasses.replace(cfg, puncta=dataclasses.replace(cfg.puncta, origin_px=origin))
+    return dataclasses.replace(cfg, puncta=dataclasses.replace(cfg.puncta, origin_px=origin),
+                               motor_neurons=dataclasses.replace(cfg.motor_neurons, origin_px=origin))
 
 
 def _merge_tile(res: Results, tile: Tile, px: float, shape_yx: tuple[int, int], kind: str,

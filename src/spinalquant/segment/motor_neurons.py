@@ -62,9 +62,11 @@ __all__ = [
     "MotorNeuronParams",
     "background_bin_px",
     "background_radius_um",
+    "foreground",
     "measure_motor_neurons",
     "remove_background",
     "segment_motor_neurons",
+    "threshold_levels",
 ]
 
 _MAD_TO_SIGMA = 1.4826
@@ -111,6 +113,14 @@ class MotorNeuronParams:
         cut at 0.5). Pixels above this level well inside a soma count as
         nucleus and are filled even where a thin rim leaves the nucleus open to
         the outside; 0 fills enclosed nuclei only.
+    fixed_levels : (float, float, float, float) or None
+        ``(low, high, floor, median)`` of the background-removed, smoothed image
+        (see :func:`threshold_levels`) to use instead of this image's own: for
+        tiled analysis, the whole image's. None (default) measures them.
+    origin_px : (int, int)
+        Image pixel of this image's first pixel when it is a window of a
+        larger image: the background's block averages are then pooled on the
+        larger image's blocks. ``(0, 0)`` for a whole image.
     """
 
     min_area_um2: float = 300.0
@@ -125,6 +135,8 @@ class MotorNeuronParams:
     split_prominence_um: float = 1.5
     exclude_border: bool = False
     nucleus_level: float = 0.2
+    fixed_levels: tuple[float, float, float, float] | None = None
+    origin_px: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         for key in ("soma_diameter_um", "smooth_um", "threshold_snr", "dendrite_width_um"):
@@ -144,6 +156,16 @@ class MotorNeuronParams:
                              f"got {self.nucleus_level!r}")
         if self.max_area_um2 is not None and self.max_area_um2 <= self.min_area_um2:
             raise ValueError("MotorNeuronParams.max_area_um2 must exceed min_area_um2")
+        if self.fixed_levels is not None:
+            lv = tuple(float(v) for v in self.fixed_levels)
+            if len(lv) != 4 or not all(np.isfinite(lv)) or not (lv[3] <= lv[2] <= lv[0] <= lv[1]):
+                raise ValueError("MotorNeuronParams.fixed_levels must be finite (low, high, floor, median) "
+                                 f"with median <= floor <= low <= high; got {self.fixed_levels!r}")
+            object.__setattr__(self, "fixed_levels", lv)
+        origin = tuple(self.origin_px)
+        if len(origin) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 0 for v in origin):
+            raise ValueError(f"MotorNeuronParams.origin_px must be two integers >= 0; got {self.origin_px!r}")
+        object.__setattr__(self, "origin_px", (int(origin[0]), int(origin[1])))
 
 
 def _check(image, pixel_size_um: float) -> np.ndarray:
@@ -199,7 +221,7 @@ def background_bin_px(pixel_size_um: float, params: MotorNeuronParams | None = N
 
 
 def remove_background(image, *, pixel_size_um: float, radius_um: float,
-                      bin_um: float = 2.0) -> np.ndarray:
+                      bin_um: float = 2.0, origin_px: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Subtract a smooth background estimated by a large morphological opening.
 
     Parameters
@@ -213,6 +235,10 @@ def remove_background(image, *, pixel_size_um: float, radius_um: float,
     bin_um : float
         The opening runs on block averages of at least ``bin_um`` (and at least a
         tenth of the radius): fast, and it averages the noise.
+    origin_px : (int, int)
+        Image pixel of ``image``'s first pixel in a larger image: blocks are
+        those of the larger image (the first ones, cut by the edge, are
+        completed with edge values).
 
     Returns
     -------
@@ -228,8 +254,9 @@ def remove_background(image, *, pixel_size_um: float, radius_um: float,
     """
     img = _check(image, pixel_size_um)
     f = _bin_px(pixel_size_um, radius_um, bin_um)
+    ay, ax = int(origin_px[0]) % f, int(origin_px[1]) % f
     # pad to whole blocks with edge values so that every block is a true average
-    full = np.pad(img, ((0, -img.shape[0] % f), (0, -img.shape[1] % f)), mode="edge")
+    full = np.pad(img, ((ay, -(img.shape[0] + ay) % f), (ax, -(img.shape[1] + ax) % f)), mode="edge")
     small = measure.block_reduce(full, (f, f), np.mean) if f > 1 else full
     r = radius_um / (pixel_size_um * f)
     pad = int(np.ceil(r)) + 1
@@ -238,8 +265,58 @@ def remove_background(image, *, pixel_size_um: float, radius_um: float,
     bg_small = ndi.gaussian_filter(opened, max(r / 2, 1.0), mode="nearest")[pad:-pad, pad:-pad]
     bg = transform.resize(bg_small.astype(np.float32), full.shape, order=1, mode="edge",
                           anti_aliasing=False)
-    bg = bg[: img.shape[0], : img.shape[1]]
+    bg = bg[ay : ay + img.shape[0], ax : ax + img.shape[1]]
     return img - bg
+
+
+def foreground(chat, *, pixel_size_um: float, params: MotorNeuronParams | None = None) -> np.ndarray:
+    """The background-removed, smoothed ChAT image that :func:`segment_motor_neurons` thresholds.
+
+    Parameters
+    ----------
+    chat : array-like, shape (Y, X)
+    pixel_size_um : float
+    params : MotorNeuronParams, optional
+        Uses ``background_radius_um``, ``smooth_um`` and ``origin_px``.
+
+    Returns
+    -------
+    ndarray of float32, shape (Y, X)
+
+    Examples
+    --------
+    >>> foreground(np.ones((32, 32)), pixel_size_um=1.0).shape
+    (32, 32)
+    """
+    prm = MotorNeuronParams() if params is None else params
+    img = _check(chat, pixel_size_um)
+    ps = float(pixel_size_um)
+    fg = remove_background(img, pixel_size_um=ps, radius_um=background_radius_um(prm),
+                           origin_px=prm.origin_px)
+    return ndi.gaussian_filter(fg, prm.smooth_um / ps, mode="nearest")
+
+
+def threshold_levels(values, *, threshold_snr: float = 3.0) -> tuple[float, float, float, float]:
+    """``(low, high, floor, median)`` of :func:`segment_motor_neurons` from its smoothed image's values.
+
+    Hysteresis levels from Otsu's level, the noise floor (median +
+    ``threshold_snr`` robust sigma) and the median. For tiled analysis,
+    run it on the whole image's values (or a regular sample of them) and pass
+    the result as ``MotorNeuronParams.fixed_levels``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> v = np.r_[rng.normal(0, 1, 800), rng.normal(40, 1, 200)]
+    >>> low, high, floor, median = threshold_levels(v)
+    >>> bool(median < floor <= low <= high < 40)
+    True
+    """
+    arr = np.asarray(values, dtype=np.float32).ravel()
+    if arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise ValueError("threshold_levels needs finite values")
+    low, high, floor = _thresholds(arr, threshold_snr)
+    return low, high, floor, float(np.median(arr))
 
 
 def _thresholds(smoothed: np.ndarray, k: float) -> tuple[float, float, float]:
@@ -462,10 +539,12 @@ def segment_motor_neurons(
     out = np.zeros(img.shape, np.int32)
     if np.ptp(img) == 0:
         return out
-    fg = remove_background(img, pixel_size_um=ps, radius_um=background_radius_um(prm))
-    smoothed = ndi.gaussian_filter(fg, prm.smooth_um / ps, mode="nearest")
-    low, high, floor = _thresholds(smoothed, prm.threshold_snr)
-    med = float(np.median(smoothed))
+    smoothed = foreground(img, pixel_size_um=ps, params=prm)
+    if prm.fixed_levels is None:
+        low, high, floor = _thresholds(smoothed, prm.threshold_snr)
+        med = float(np.median(smoothed))
+    else:
+        low, high, floor, med = prm.fixed_levels
     # the nucleus outline only has to hold as a whole (it must lie deep inside,
     # enclosed by a soma), not pixel by pixel: down to half the detection floor
     mask = _half_max_mask(smoothed, low, high, med,
