@@ -96,7 +96,7 @@ def detect_section(stack: Stack, config: Config | None = None) -> str:
     cfg = config or Config()
     if stack.rgb:
         return "muscle"
-    present = {m for m in (*CORD_MARKERS, *MUSCLE_MARKERS, "nuclei") if _has(stack, cfg, m)}
+    present = {m for m in (*CORD_MARKERS, *MUSCLE_MARKERS, "nuclei") if has_marker(stack, cfg, m)}
     if present & set(CORD_MARKERS):
         return "cord"
     if present & set(MUSCLE_MARKERS):
@@ -108,18 +108,37 @@ def detect_section(stack: Stack, config: Config | None = None) -> str:
     )
 
 
-def _has(stack: Stack, cfg: Config, marker: str) -> bool:
+def has_marker(stack: Stack, cfg: Config, marker: str) -> bool:
+    """Whether ``stack`` has the channel the config maps ``marker`` to ("gfp", "chat", ...).
+
+    Examples
+    --------
+    >>> from spinalquant.synthetic import make_muscle_section
+    >>> st = make_muscle_section(seed=0, shape=(64, 64)).stack
+    >>> has_marker(st, Config(), "border"), has_marker(st, Config(), "gfp")
+    (True, False)
+    """
     key = cfg.marker(marker)
     if isinstance(key, int):
         return 0 <= key < stack.n_channels
     return stack.has_channel(key, cfg.aliases)
 
 
-def _plane(stack: Stack, cfg: Config, marker: str) -> np.ndarray:
+def marker_plane(stack: Stack, cfg: Config, marker: str) -> np.ndarray:
+    """The (Y, X) plane of a marker's channel, projected as ``[image] projection`` says.
+
+    Raises :class:`~spinalquant.errors.MissingChannelError` when the channel is absent.
+    """
     return project(stack.channel(cfg.marker(marker), cfg.aliases), method=cfg.image.projection)
 
 
-def _pixel_size(stack: Stack, cfg: Config) -> float:
+def resolve_pixel_size(stack: Stack, cfg: Config) -> float:
+    """The lateral pixel size (µm) an analysis uses.
+
+    The config's ``[image] pixel_size_um`` when ``override_pixel_size`` is set,
+    else the file's calibration, else the config's value as a fallback; raises
+    :class:`~spinalquant.errors.PixelSizeError` when there is none.
+    """
     if cfg.image.override_pixel_size and cfg.image.pixel_size_um:
         return float(cfg.image.pixel_size_um)
     _, y, x = stack.pixel_size_um
@@ -165,7 +184,7 @@ def analyze(
     """
     cfg = config or Config()
     say = progress or (lambda _msg: None)
-    px = _pixel_size(stack, cfg)  # first: without units nothing else is meaningful
+    px = resolve_pixel_size(stack, cfg)  # first: without units nothing else is meaningful
     kind = section or detect_section(stack, cfg)
     if roi_mask is not None:
         roi_mask = np.asarray(roi_mask, dtype=bool)
@@ -216,10 +235,10 @@ def _analyze_cord(
     from .segment.motor_neurons import measure_motor_neurons, segment_motor_neurons
     from .segment.puncta import detect_puncta
 
-    present = [m for m in CORD_MARKERS if _has(stack, cfg, m)]
-    planes = {m: _plane(stack, cfg, m) for m in present}
-    if _has(stack, cfg, "nuclei"):
-        planes["nuclei"] = _plane(stack, cfg, "nuclei")
+    present = [m for m in CORD_MARKERS if has_marker(stack, cfg, m)]
+    planes = {m: marker_plane(stack, cfg, m) for m in present}
+    if has_marker(stack, cfg, "nuclei"):
+        planes["nuclei"] = marker_plane(stack, cfg, "nuclei")
     for m, p in planes.items():
         if not np.any(p):
             raise ImageContentError(
@@ -401,12 +420,12 @@ def _analyze_muscle(stack: Stack, cfg: Config, px: float, say: Progress) -> Resu
         say("fibers (H&E)")
         lab = segment_fibers(rgb, pixel_size_um=px, stain="he", params=cfg.fibers)
     else:
-        border = _plane(stack, cfg, "border")
+        border = marker_plane(stack, cfg, "border")
         if not np.any(border):
             raise ImageContentError(f"{stack.name}: the fiber-border channel is empty (all zeros)")
         planes["border"] = border
-        if _has(stack, cfg, "nuclei"):
-            nuclei = planes["nuclei"] = _plane(stack, cfg, "nuclei")
+        if has_marker(stack, cfg, "nuclei"):
+            nuclei = planes["nuclei"] = marker_plane(stack, cfg, "nuclei")
         say("fibers (border stain)")
         lab = segment_fibers(border, pixel_size_um=px, stain="laminin", params=cfg.fibers)
     table = measure_fibers(

@@ -63,10 +63,12 @@ from .pipeline import (
     MUSCLE_FIGURES,
     TABLE_COLUMNS,
     Results,
-    _pixel_size,
     analyze,
     detect_section,
     empty_table,
+    has_marker,
+    marker_plane,
+    resolve_pixel_size,
 )
 from .stack import Stack
 
@@ -529,13 +531,12 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
     One pass reads the GFP, GFAP, synapse and ChAT channels window by window. Values already
     set in ``cfg`` are kept. 3-D GFP segmentation keeps per-window thresholds.
     """
-    from .pipeline import _has, _plane
     from .segment import astrocytes as astro
     from .segment import gfp_cells as gc
     from .segment import motor_neurons as mns
     from .segment import puncta
 
-    has = {m: _has(stack, cfg, m) for m in ("gfp", "gfap", "synapse", "chat")}
+    has = {m: has_marker(stack, cfg, m) for m in ("gfp", "gfap", "synapse", "chat")}
     g, a, pos, pp, mn = cfg.gfp_cells, cfg.astrocytes, cfg.gfap_positivity, cfg.puncta, cfg.motor_neurons
     want_g = has["gfp"] and g.fixed_threshold is None and cfg.image.mode != "3d"
     want_a = has["gfap"] and a.fixed_threshold is None
@@ -576,7 +577,7 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
         want_f = n_reg > 0 and w > 1
     for tile in tiles:
         ts = _tile_stack(stack, tile, sub_cfg, best, channels=idx)
-        planes = {m: _plane(ts, sub_cfg, m) for m in markers}
+        planes = {m: marker_plane(ts, sub_cfg, m) for m in markers}
         if want_g:
             resid = gc.background_residual(planes["gfp"], spacing=(px, px), smooth_sigma_um=g.smooth_sigma_um,
                                            background_size_um=g.background_size_um)
@@ -630,7 +631,7 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
         def read(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
             box = (y0, y1, x0, x1)
             ts = _tile_stack(stack, Tile(0, box, box), syn_cfg, best, channels=syn_idx)
-            return _plane(ts, syn_cfg, "synapse")
+            return marker_plane(ts, syn_cfg, "synapse")
 
         found = puncta.image_wide_calibration(spots, pixel_size_um=px, params=pp, read=read)
         if pp.fixed_noise_floor is not None:
@@ -737,7 +738,7 @@ def analyze_tiled(
     cfg = config or Config()
     say = progress or (lambda _msg: None)
     kind = section or detect_section(stack, cfg)
-    px = _pixel_size(stack, cfg)
+    px = resolve_pixel_size(stack, cfg)
     overlap = default_overlap_um(cfg, section=kind) if overlap_um is None else float(overlap_um)
     if not (tile_um > 0 and overlap >= 0):
         raise ValueError(f"tile_um must be > 0 and overlap_um >= 0; got {tile_um}, {overlap}")
