@@ -6,7 +6,7 @@ a fresh process so that timings and peak memory do not leak between steps,
 * ``baseline``: read that OME-TIFF (tifffile) + one Gaussian pass (sigma 1 µm, float32)
   -- the least any analysis has to do (best of 2);
 * ``fibers``: read the OME-TIFF, then ``segment_fibers`` + ``measure_fibers`` (timed
-  without any tracing); the process's peak resident memory (``ru_maxrss``) and its
+  without any tracing); the process's peak resident memory (``VmHWM``) and its
   increase over the resident size after reading the image are recorded;
 
 and the table shows both times, their ratio, the time per megapixel, peak memory, the
@@ -78,7 +78,11 @@ def _worker_fibers(path: str, out_labels: str) -> dict:
     df = measure_fibers(labels, pixel_size_um=PIXEL_SIZE_UM)
     t_all = time.perf_counter() - t0
     cpu = time.process_time() - c0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB -> MB
+    # the kernel's high-water mark of this process: ru_maxrss survives exec on Linux and
+    # would report the parent's peak (the phantom generation), not this step's
+    from bench_cord import _peak_mib
+
+    peak = _peak_mib()
     np.save(out_labels, labels)
     return {
         "segment_s": t_seg,
@@ -225,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "note": (
-            "each step in a fresh process; times untraced; peak_rss_mb = ru_maxrss of the "
+            "each step in a fresh process; times untraced; peak_rss_mb = VmHWM of the "
             "fibers process, peak_over_image_mb = that minus the RSS after reading the image; "
             "shared 2-core machine, absolute times noisy"
         ),
