@@ -71,3 +71,21 @@ def test_frozen():
     cfg = Config()
     with pytest.raises(AttributeError):
         cfg.image = ImageParams()  # type: ignore[misc]
+
+
+def test_every_parameter_has_its_own_documentation():
+    """Each key of the default file is preceded by its own comment (from the Params numpydoc)."""
+    import dataclasses
+
+    from spinalquant.config import _field_docs
+
+    for section in dataclasses.fields(Config):
+        params = getattr(Config(), section.name)
+        if not dataclasses.is_dataclass(params):
+            continue
+        docs = _field_docs(type(params))
+        missing = [f.name for f in dataclasses.fields(params) if not docs.get(f.name)]
+        assert not missing, f"[{section.name}] undocumented: {missing}"
+        # a description never swallows the next parameter's name (a multi-name numpydoc entry)
+        for name, text in docs.items():
+            assert " : " not in text, f"[{section.name}] {name}: {text[:80]}"

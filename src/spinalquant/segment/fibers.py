@@ -68,9 +68,11 @@ class FiberParams:
 
     Parameters
     ----------
-    min_area_um2, max_area_um2 : float
-        Accepted fiber cross-sectional areas. Mouse TA fibers are ~300–5000 µm²;
-        human fibers up to ~12000 µm².
+    min_area_um2 : float
+        Smallest accepted fiber cross-sectional area. Mouse TA fibers are
+        ~300–5000 µm²; human fibers up to ~12000 µm².
+    max_area_um2 : float
+        Largest accepted fiber cross-sectional area.
     ridge_sigma_um : float
         Scale of the ridge filter: about half the apparent border width.
     ridge_threshold_mad : float

@@ -166,13 +166,16 @@ class PunctaParams:
         larger image: the two-spot fits then work in the image's pixel
         coordinates and round exactly as on the whole image. Positions are
         still returned relative to the array.
-    fixed_spot_sigma_px, fixed_misfit, fixed_split_excess : float or None
-        The calibration of the unresolved-pair test (module notes, step 6):
-        the fitted sigma (pixels) of an isolated spot, the median misfit of
-        such spots to one spot of that sigma, and the factor (>= 1) by which
-        their two-spot likelihood ratio exceeds its chi-square median. None
-        (all three): measured on the image's own isolated detections
-        (:func:`split_calibration`); tiled analysis sets the whole image's.
+    fixed_spot_sigma_px : float or None
+        Calibration of the unresolved-pair test (module notes, step 6): the
+        fitted sigma (pixels) of an isolated spot. None: measured on the image's
+        own isolated detections (:func:`split_calibration`); tiled analysis sets
+        the whole image's. Set together with the next two, or none of them.
+    fixed_misfit : float or None
+        Calibration: the median misfit of isolated spots to one spot of that sigma.
+    fixed_split_excess : float or None
+        Calibration: the factor (>= 1) by which isolated spots' two-spot
+        likelihood ratio exceeds its chi-square median.
     """
 
     wavelength_um: float = 0.52
