@@ -321,6 +321,11 @@ def test_images_over_the_memory_budget_are_tiled(tmp_path):
     assert main(["run", str(imgs), "--out", str(tiled), "-j", "1", "-q", "--config", str(cfg)]) == 0
     done = json.loads(next((tiled / ".parts").glob("*/done.json")).read_text())
     assert done["tiled"] is True
+    # run.json says how it was tiled and which image-wide values every tile used
+    entry = json.loads((tiled / "run.json").read_text())["images"]["big.ome.tif"]
+    assert entry["tiling"]["n_tiles"] >= 4
+    assert entry["tiling"]["image_wide"]["gfp_threshold"] > 0
+    assert "tiling" not in json.loads((whole / "run.json").read_text())["images"]["big.ome.tif"]
     a = pd.read_csv(whole / "summary.csv").iloc[0]
     b = pd.read_csv(tiled / "summary.csv").iloc[0]
     # exact tiled-vs-whole agreement is tests/test_tiling.py's job (larger tiles);

@@ -69,6 +69,7 @@ class Outcome:
     section: str = ""
     counts: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    tiling: dict[str, Any] | None = None  # tiles, overlap and image-wide values, when tiled
 
 
 # ---------------------------------------------------------------- discovery
@@ -193,7 +194,8 @@ def process_image(
         if done and done.get("input_hash") == digest and done.get("params_hash") == phash \
                 and done.get("status") == "ok":
             return Outcome(item.image, "skipped", input_hash=digest,
-                           timings=done.get("timings", {}), section=done.get("section", ""))
+                           timings=done.get("timings", {}), section=done.get("section", ""),
+                           tiling=done.get("tiling"))
     try:
         return _analyse_and_write(item, config, out, digest, phash, timings)
     except SpinalquantError as exc:
@@ -273,14 +275,15 @@ def _analyse_and_write(
     row = {"image": item.image, "status": "ok", "error": "", "section": res.section,
            "pixel_size_um": res.pixel_size_um, **res.summary}
     tables = {k: v for k, v in res.tables.items()}
+    tiling = res.provenance.get("tiling") if tiled else None
     write_part(out, item.image, row, tables, {
         "status": "ok", "input_hash": digest, "params_hash": phash, "section": res.section,
         "timings": timings, "roi_files": roi_files, "version": __version__, "format": PART_FORMAT,
-        "tiled": tiled,
+        "tiled": tiled, "tiling": tiling,
     })
     counts = {k: row.get(k) for k in ("n_gfp_cells", "n_motor_neurons", "n_fibers") if row.get(k) is not None}
     return Outcome(item.image, "ok", input_hash=digest, timings=timings, section=res.section,
-                   counts=counts)
+                   counts=counts, tiling=tiling)
 
 
 def _fail(item: InputImage, out: Path, cfg: Config, digest: str, msg: str,
@@ -602,6 +605,8 @@ def _write_run_json(out: Path, cfg: Config, outcomes: Sequence[Outcome], started
                  "path": o.path,
                  "input_hash": o.input_hash, "timings": o.timings, "section": o.section,
                  "skipped_unchanged": o.status == "skipped"}
+        if o.tiling:
+            entry["tiling"] = o.tiling
         old = images.get(o.image, {})
         if "review" in old:
             entry["review"] = old["review"]
