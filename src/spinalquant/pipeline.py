@@ -147,6 +147,61 @@ def resolve_pixel_size(stack: Stack, cfg: Config) -> float:
     return stack.yx_um  # raises PixelSizeError with a clear message when unknown
 
 
+def cord_counts(tables: dict[str, pd.DataFrame], *, area_mm2: float,
+                gfap_called: bool) -> dict[str, Any]:
+    """The count and density figures of ``summary.csv`` from a cord image's object tables.
+
+    One definition for a whole-image analysis, a tiled one and a napari review.
+
+    Parameters
+    ----------
+    tables : dict of str to DataFrame
+        Object tables by kind (``gfp_cells``, ``astrocytes``, ``motor_neurons``,
+        ``puncta``); kinds that were not analysed are absent.
+    area_mm2 : float
+        The area the densities are per: the ROI's, else the image's.
+    gfap_called : bool
+        Whether GFP cells were called GFAP+/− (the image has a GFAP channel);
+        otherwise ``n_gfp_gfap_cells`` and ``pct_gfp_gfap`` stay None.
+
+    Returns
+    -------
+    dict
+        Only the figures the tables allow; the others are left out.
+
+    Examples
+    --------
+    >>> t = {"gfp_cells": pd.DataFrame({"gfap_positive": [True, False, True, True]})}
+    >>> c = cord_counts(t, area_mm2=0.5, gfap_called=True)
+    >>> c["n_gfp_cells"], c["gfp_cells_per_mm2"], c["pct_gfp_gfap"]
+    (4, 8.0, 75.0)
+    """
+    out: dict[str, Any] = {}
+    per_mm2 = (lambda n: n / area_mm2) if area_mm2 else (lambda n: None)
+    if "gfp_cells" in tables:
+        t = tables["gfp_cells"]
+        n = len(t)
+        out["n_gfp_cells"] = n
+        out["gfp_cells_per_mm2"] = per_mm2(n)
+        if gfap_called:
+            npos = int(t["gfap_positive"].fillna(False).astype(bool).sum())
+            out["n_gfp_gfap_cells"] = npos
+            out["pct_gfp_gfap"] = 100.0 * npos / n if n else None
+    if "astrocytes" in tables:
+        out["n_astrocytes"] = len(tables["astrocytes"])
+        out["astrocytes_per_mm2"] = per_mm2(len(tables["astrocytes"]))
+    neurons = tables.get("motor_neurons")
+    if neurons is not None:
+        out["n_motor_neurons"] = len(neurons)
+        out["motor_neurons_per_mm2"] = per_mm2(len(neurons))
+    if "puncta" in tables:
+        out["n_puncta"] = len(tables["puncta"])
+        if neurons is not None and len(neurons):
+            out["puncta_per_motor_neuron"] = float(neurons["n_puncta"].mean())
+            out["puncta_per_100um_mean"] = float(neurons["puncta_per_100um"].mean())
+    return out
+
+
 def analyze(
     stack: Stack,
     config: Config | None = None,
@@ -293,13 +348,6 @@ def _analyze_cord(
         lab = relabel_kept(lab, table["label"])
         tables["gfp_cells"] = table
         labels["gfp_cells"] = lab
-        n = len(table)
-        summary["n_gfp_cells"] = n
-        summary["gfp_cells_per_mm2"] = n / area_mm2
-        if "gfap" in planes:
-            npos = int(table["gfap_positive"].fillna(False).sum())
-            summary["n_gfp_gfap_cells"] = npos
-            summary["pct_gfp_gfap"] = 100.0 * npos / n if n else None
 
     if "gfp" in planes and "gfap" in planes:
         say("GFP/GFAP colocalization")
@@ -330,8 +378,6 @@ def _analyze_cord(
         table = filter_by_roi(object_table(lab, pixel_size_um=px), roi, pixel_size_um=px)
         labels["astrocytes"] = relabel_kept(lab, table["label"])
         tables["astrocytes"] = table
-        summary["n_astrocytes"] = len(table)
-        summary["astrocytes_per_mm2"] = len(table) / area_mm2
         extras["gfap_area_fraction"] = float(
             gfap_area_fraction(planes["gfap"], pixel_size_um=px, mask=roi)
         )
@@ -344,8 +390,6 @@ def _analyze_cord(
                                 pixel_size_um=px)
         lab = relabel_kept(lab, neurons["label"])
         labels["motor_neurons"] = lab
-        summary["n_motor_neurons"] = len(neurons)
-        summary["motor_neurons_per_mm2"] = len(neurons) / area_mm2
 
     if "synapse" in planes:
         say("synaptic puncta")
@@ -355,7 +399,6 @@ def _analyze_cord(
         pts = filter_by_roi(pts, roi, pixel_size_um=px).reset_index(drop=True)
         pts.insert(0, "label", np.arange(1, len(pts) + 1, dtype=np.int64))
         tables["puncta"] = pts
-        summary["n_puncta"] = len(pts)
         if neurons is not None:
             peri = perisomatic_puncta(
                 labels["motor_neurons"], pts, pixel_size_um=px, distance_um=cfg.synapses.distance_um,
@@ -365,17 +408,13 @@ def _analyze_cord(
                 peri[["label", "n_puncta", "puncta_per_100um"]], on="label", how="left"
             )
             neurons["n_puncta"] = neurons["n_puncta"].fillna(0).astype("int64")
-            summary["puncta_per_motor_neuron"] = (
-                float(neurons["n_puncta"].mean()) if len(neurons) else None
-            )
-            if len(neurons):
-                summary["puncta_per_100um_mean"] = float(neurons["puncta_per_100um"].mean())
     if neurons is not None:
         for col in ("n_puncta", "puncta_per_100um"):
             if col not in neurons:
                 neurons[col] = pd.Series([pd.NA] * len(neurons), dtype="Float64")
         tables["motor_neurons"] = neurons
 
+    summary.update(cord_counts(tables, area_mm2=area_mm2, gfap_called="gfp" in planes and "gfap" in planes))
     summary.update(extras)
     for kind in ("gfp_cells", "astrocytes", "motor_neurons", "puncta"):
         if kind in tables:

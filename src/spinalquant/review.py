@@ -409,7 +409,7 @@ def _recompute_cord(res: Results, labels: dict[str, np.ndarray], tables: dict[st
                     summary: dict[str, Any], cfg: Config, planes: Mapping[str, np.ndarray],
                     px: float, roi: np.ndarray | None, puncta: pd.DataFrame | None,
                     overrides: dict[int, bool], edits: list[dict[str, Any]]) -> None:
-    from .pipeline import order_columns
+    from .pipeline import cord_counts, order_columns
 
     shape = next(iter(labels.values())).shape if labels else (0, 0)
     area_mm2 = _area_mm2(summary, shape, px)
@@ -444,14 +444,6 @@ def _recompute_cord(res: Results, labels: dict[str, np.ndarray], tables: dict[st
                               "gfap_positive": bool(value)})
         table = order_columns(table.reset_index(drop=True), "gfp_cells")
         tables["gfp_cells"] = table
-        n = len(table)
-        summary["n_gfp_cells"] = n
-        summary["gfp_cells_per_mm2"] = n / area_mm2 if area_mm2 else None
-        known = table["gfap_positive"].notna().any() or summary.get("n_gfp_gfap_cells") is not None
-        if known:
-            npos = int(table["gfap_positive"].fillna(False).astype(bool).sum())
-            summary["n_gfp_gfap_cells"] = npos
-            summary["pct_gfp_gfap"] = 100.0 * npos / n if n else None
 
     if "astrocytes" in labels:
         lab = labels["astrocytes"]
@@ -462,16 +454,12 @@ def _recompute_cord(res: Results, labels: dict[str, np.ndarray], tables: dict[st
         table = _carry(table, old, unchanged, extra)
         labels["astrocytes"] = lab
         tables["astrocytes"] = order_columns(table, "astrocytes")
-        summary["n_astrocytes"] = len(table)
-        summary["astrocytes_per_mm2"] = len(table) / area_mm2 if area_mm2 else None
 
     if puncta is not None:
         pts = pd.DataFrame(puncta).drop(columns=["label", "image"], errors="ignore")
         pts = pts.dropna(subset=["y_um", "x_um"]).reset_index(drop=True)
         pts.insert(0, "label", np.arange(1, len(pts) + 1, dtype=np.int64))
         tables["puncta"] = order_columns(pts, "puncta")
-    if "puncta" in tables:
-        summary["n_puncta"] = len(tables["puncta"])
 
     if "motor_neurons" in labels:
         from .segment.motor_neurons import measure_motor_neurons
@@ -495,18 +483,15 @@ def _recompute_cord(res: Results, labels: dict[str, np.ndarray], tables: dict[st
             neurons = neurons.merge(peri[["label", "n_puncta", "puncta_per_100um"]], on="label",
                                     how="left")
             neurons["n_puncta"] = neurons["n_puncta"].fillna(0).astype("int64")
-            summary["puncta_per_motor_neuron"] = (
-                float(neurons["n_puncta"].mean()) if len(neurons) else None
-            )
-            summary["puncta_per_100um_mean"] = (
-                float(neurons["puncta_per_100um"].mean()) if len(neurons) else None
-            )
         for col in ("n_puncta", "puncta_per_100um"):
             if col not in neurons:
                 neurons[col] = pd.Series([pd.NA] * len(neurons), dtype="Float64")
         tables["motor_neurons"] = order_columns(neurons.reset_index(drop=True), "motor_neurons")
-        summary["n_motor_neurons"] = len(neurons)
-        summary["motor_neurons_per_mm2"] = len(neurons) / area_mm2 if area_mm2 else None
+
+    gfp = tables.get("gfp_cells")
+    called = summary.get("n_gfp_gfap_cells") is not None or (
+        gfp is not None and "gfap_positive" in gfp and gfp["gfap_positive"].notna().any())
+    summary.update(cord_counts(tables, area_mm2=area_mm2, gfap_called=called))
 
 
 def _recompute_muscle(res: Results, labels: dict[str, np.ndarray], tables: dict[str, pd.DataFrame],

@@ -64,6 +64,7 @@ from .pipeline import (
     TABLE_COLUMNS,
     Results,
     analyze,
+    cord_counts,
     detect_section,
     empty_table,
     has_marker,
@@ -415,33 +416,6 @@ def _global_edge_labels(lab: np.ndarray, tile: Tile, shape_yx: tuple[int, int]) 
 def _drop_edge_fibers(cfg: Config) -> bool:
     """Whether a whole-image analysis would drop fibers cut by the image edge."""
     return bool(cfg.muscle.exclude_border or cfg.fibers.exclude_border)
-
-
-def _summary_cord(tables: dict[str, pd.DataFrame], n_pixels: int, px: float,
-                  roi: np.ndarray | None) -> dict[str, Any]:
-    s: dict[str, Any] = dict.fromkeys(CORD_FIGURES)
-    if roi is not None:
-        s["roi_area_um2"] = float(np.count_nonzero(roi)) * px * px
-    area_mm2 = (s["roi_area_um2"] or n_pixels * px * px) / 1e6
-    if "gfp_cells" in tables:
-        t = tables["gfp_cells"]
-        s["n_gfp_cells"] = len(t)
-        s["gfp_cells_per_mm2"] = len(t) / area_mm2
-    if "astrocytes" in tables:
-        s["n_astrocytes"] = len(tables["astrocytes"])
-        s["astrocytes_per_mm2"] = len(tables["astrocytes"]) / area_mm2
-    if "motor_neurons" in tables:
-        mn = tables["motor_neurons"]
-        s["n_motor_neurons"] = len(mn)
-        s["motor_neurons_per_mm2"] = len(mn) / area_mm2
-    if "puncta" in tables:
-        s["n_puncta"] = len(tables["puncta"])
-        if "motor_neurons" in tables:
-            mn = tables["motor_neurons"]
-            s["puncta_per_motor_neuron"] = float(mn["n_puncta"].mean()) if len(mn) else None
-            if len(mn):
-                s["puncta_per_100um_mean"] = float(mn["puncta_per_100um"].mean())
-    return s
 
 
 def _colocalization(gfp: np.ndarray, gfap: np.ndarray, mask: np.ndarray | None, cfg: Config,
@@ -851,12 +825,11 @@ def analyze_tiled(
         tables = {"fibers": fib, "fiber_histogram": fiber_histogram(fib, bins_um2=bins)}
         return Results("muscle", summary, tables, labels, planes, px, None, provenance)
 
-    summary = _summary_cord(tables, shape_yx[0] * shape_yx[1], px, roi_mask)
-    if "gfp_cells" in tables and "gfap" in planes:
-        t = tables["gfp_cells"]
-        npos = int(t["gfap_positive"].fillna(False).sum())
-        summary["n_gfp_gfap_cells"] = npos
-        summary["pct_gfp_gfap"] = 100.0 * npos / len(t) if len(t) else None
+    summary: dict[str, Any] = dict.fromkeys(CORD_FIGURES)
+    if roi_mask is not None:
+        summary["roi_area_um2"] = float(np.count_nonzero(roi_mask)) * px * px
+    area_mm2 = (summary["roi_area_um2"] or shape_yx[0] * shape_yx[1] * px * px) / 1e6
+    summary.update(cord_counts(tables, area_mm2=area_mm2, gfap_called="gfap" in planes))
     if "gfp" in sub and "gfap" in sub:
         mask = None
         if roi_mask is not None and cfg.colocalization.within_roi:
