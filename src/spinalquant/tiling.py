@@ -161,13 +161,6 @@ def tile_grid(shape_yx: tuple[int, int], *, tile_px: int, margin_px: int, align_
     return tiles
 
 
-def _background_reach_um(background_size_um: float) -> float:
-    """How far (µm) the background of :func:`~spinalquant.segment.gfp_cells.background_residual`
-    looks: an opening and a box filter of about 1.1 x the window on a grid of
-    tenth-window blocks, plus one block of interpolation: at most 1.6 x the window."""
-    return 1.6 * float(background_size_um)
-
-
 def default_overlap_um(config: Config | None = None, *, section: str = "cord") -> float:
     """Overlap margin (µm) wide enough for the largest object of a section.
 
@@ -188,12 +181,13 @@ def default_overlap_um(config: Config | None = None, *, section: str = "cord") -
     """
     cfg = config or Config()
     if section == "cord":
+        from .segment import gfp_cells as gc
         from .segment.motor_neurons import background_radius_um
 
         mn, g, a = cfg.motor_neurons, cfg.gfp_cells, cfg.astrocytes
-        gfp = (_background_reach_um(g.background_size_um) + 4 * g.smooth_sigma_um + g.cell_diameter_um
+        gfp = (gc.background_reach_um(g.background_size_um) + 4 * g.smooth_sigma_um + g.cell_diameter_um
                + g.granule_ring_um + g.max_grow_um)
-        astro = (_background_reach_um(a.background_size_um) + 2 * a.process_width_um
+        astro = (gc.background_reach_um(a.background_size_um) + 2 * a.process_width_um
                  + 4 * a.soma_diameter_um / 8 + a.soma_diameter_um + a.max_grow_um)
         return float(max(3.0 * mn.soma_diameter_um, background_radius_um(mn), gfp, astro))
     if section == "muscle":
@@ -212,12 +206,13 @@ def _align_px(cfg: Config, px: float, section: str) -> int:
     """
     if section != "cord":
         return 1
+    from .segment.astrocytes import GFAP_AREA_WINDOW_UM
     from .segment.gfp_cells import background_block_px
 
     sizes = [
         background_block_px(cfg.gfp_cells.background_size_um, px),
         background_block_px(cfg.astrocytes.background_size_um, px),
-        background_block_px(40.0, px),  # gfap_area_fraction's default window
+        background_block_px(GFAP_AREA_WINDOW_UM, px),
     ]
     return math.lcm(*sizes)
 

@@ -41,6 +41,7 @@ from .gfp_cells import (
 )
 
 __all__ = [
+    "GFAP_AREA_WINDOW_UM",
     "AstrocyteParams",
     "area_sample_stride",
     "area_threshold",
@@ -51,6 +52,9 @@ __all__ = [
     "soma_sample_stride",
     "soma_threshold",
 ]
+
+#: Default background window (µm) of :func:`gfap_area_fraction`.
+GFAP_AREA_WINDOW_UM = 40.0
 
 
 @dataclass(frozen=True)
@@ -234,7 +238,8 @@ def soma_threshold(sample, *, noise_k: float = 4.0) -> tuple[float, float]:
 
 
 def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float = 3.0,
-                       background_size_um: float = 40.0, threshold: float | None = None) -> float:
+                       background_size_um: float = GFAP_AREA_WINDOW_UM,
+                       threshold: float | None = None) -> float:
     """Fraction of the tissue area that is GFAP+ (an astrogliosis index).
 
     GFAP is smoothed lightly (0.5 µm), its large-scale background removed

@@ -64,6 +64,7 @@ from ..errors import ConfigError
 __all__ = [
     "GfapPositivityParams",
     "GfpCellParams",
+    "background_reach_um",
     "detection_threshold",
     "estimate_bleed_through",
     "gfap_positivity",
@@ -299,6 +300,22 @@ def _background(f: np.ndarray, size: np.ndarray) -> np.ndarray:
     bg = ndi.grey_opening(coarse, size=tuple(csize), mode="reflect")
     bg = ndi.uniform_filter(bg, size=tuple(csize), mode="reflect")
     return _upsample_linear(bg, fac, f.shape)
+
+
+def background_reach_um(background_size_um: float) -> float:
+    """How far (µm) the background of :func:`background_residual` looks from a pixel.
+
+    An opening and a box filter of about 1.1 x the window on a grid of
+    tenth-window blocks, plus one block of interpolation: at most 1.6 x the
+    window. A tile needs this much margin for its background to equal the
+    whole image's.
+
+    Examples
+    --------
+    >>> background_reach_um(40.0)
+    64.0
+    """
+    return 1.6 * float(background_size_um)
 
 
 def background_block_px(background_size_um: float, pixel_size_um: float) -> int:
