@@ -230,6 +230,19 @@ def test_assign_puncta_rules():
     assert strict.tolist() == [0]  # 1 µm inside is not counted with inside_um = 0
 
 
+
+@pytest.mark.parametrize("ps", [0.3, 0.5, 0.7])
+def test_band_measured_from_the_outline_at_every_pixel_size(ps):
+    # a soma whose left edge (a pixel edge) lies at x = 20 µm: puncta 1.9 µm and
+    # 2.1 µm outside it, 0.9 µm and 1.1 µm inside it, whatever the pixel size
+    n = int(round(60 / ps))
+    lab = np.zeros((n, n), np.int32)
+    edge_px = int(round(20 / ps))
+    lab[:, edge_px:] = 3
+    edge_um = (edge_px - 0.5) * ps
+    pts = pd.DataFrame({"y_um": [30.0] * 4, "x_um": edge_um + np.array([-1.9, -2.1, 0.9, 1.1])})
+    assert assign_puncta(lab, pts, pixel_size_um=ps).tolist() == [3, 0, 3, 0]
+
 def test_perisomatic_counts_and_normalisation():
     ps = 0.25
     lab = np.zeros((200, 200), np.int32)
@@ -301,10 +314,11 @@ def test_phantom_motor_neurons_and_perisomatic_puncta(seed, ps, snr):
     # The phantom places puncta down to 0.9 µm apart (adjacent pixels at 0.7 µm/px);
     # such pairs are decomposed by the puncta detector's two-spot fit. With the true
     # soma outlines the perisomatic totals are within 2 % (measured); the segmented
-    # outlines add a few % (puncta 2 µm from a slightly smaller outline)
+    # outlines lose a few puncta at the tips of dendrite stumps (blurred, they fall
+    # below the soma's half-maximum) and at sharp corners
     exact = perisomatic_puncta(ph.labels["motor_neurons"], puncta, pixel_size_um=ps)
     assert abs(exact.n_puncta.sum() - true_n.sum()) <= 0.05 * true_n.sum(), (exact, true_n)
-    tol_image = {0.3: 0.05, 0.5: 0.07}.get(ps, 0.08)
+    tol_image = 0.05
     assert np.all(np.abs(per - true_n) <= np.maximum(4, 0.35 * true_n)), (per, true_n)
     assert abs(per.sum() - true_n.sum()) <= tol_image * true_n.sum(), (per, true_n)
 
