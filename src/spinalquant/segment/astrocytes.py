@@ -30,15 +30,8 @@ from skimage import filters
 
 from .. import _validate as check
 from ..errors import ConfigError
-from .gfp_cells import (
-    GfpCellParams,
-    _cells,
-    _ellipsoid,
-    _filter_and_relabel,
-    background_residual,
-    pixel_noise,
-    robust_sigma,
-)
+from ._cells import ellipsoid, filter_and_relabel, split_and_outline
+from .gfp_cells import background_residual, pixel_noise, robust_sigma
 
 __all__ = [
     "GFAP_AREA_WINDOW_UM",
@@ -55,6 +48,9 @@ __all__ = [
 
 #: Default background window (µm) of :func:`gfap_area_fraction`.
 GFAP_AREA_WINDOW_UM = 40.0
+
+#: Width (µm) of the ring, 1 µm outside a soma, whose median is its local background.
+_RING_WIDTH_UM = 3.0
 
 
 @dataclass(frozen=True)
@@ -161,15 +157,15 @@ def segment_astrocytes(
         t, m = soma_threshold(smooth.ravel()[:: soma_sample_stride(smooth.size)], noise_k=params.noise_k)
         thr = t if thr is None else float(thr)
         med = m if med is None else float(med)
-    cell = GfpCellParams(
-        cell_diameter_um=params.soma_diameter_um,
-        min_separation_um=params.min_separation_um or 0.6 * params.soma_diameter_um,
-        split="intensity", edge_fraction=params.edge_fraction, max_grow_um=params.max_grow_um,
-        trim_um=0.5 * params.trim_fraction * params.soma_diameter_um,
-    )
     min_px = params.min_area_um2 / (px * px)
-    lab = _cells(smooth, smooth > thr, spacing=(px, px), params=cell, min_px=min_px, fallback=med)
-    return _filter_and_relabel(lab, min_px=min_px, max_px=0)
+    lab = split_and_outline(
+        smooth, smooth > thr, spacing=(px, px),
+        min_separation_um=params.min_separation_um or 0.6 * params.soma_diameter_um,
+        split="intensity", edge_fraction=params.edge_fraction, ring_um=(1.0, _RING_WIDTH_UM),
+        max_grow_um=params.max_grow_um, trim_um=0.5 * params.trim_fraction * params.soma_diameter_um,
+        min_px=min_px, fallback=med,
+    )
+    return filter_and_relabel(lab, min_px=min_px, max_px=0)
 
 
 def soma_response(gfap, *, pixel_size_um: float, params: AstrocyteParams = AstrocyteParams()) -> np.ndarray:
@@ -200,7 +196,7 @@ def soma_response(gfap, *, pixel_size_um: float, params: AstrocyteParams = Astro
     resid = background_residual(
         img, spacing=(px, px), smooth_sigma_um=0.0, background_size_um=params.background_size_um
     )
-    opened = ndi.grey_opening(resid, footprint=_ellipsoid(params.process_width_um, (px, px)))
+    opened = ndi.grey_opening(resid, footprint=ellipsoid(params.process_width_um, (px, px)))
     return ndi.gaussian_filter(opened, sigma=max(0.5, params.soma_diameter_um / 8 / px))
 
 

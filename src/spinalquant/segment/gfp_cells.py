@@ -43,7 +43,9 @@ Segmentation (:func:`segment_gfp_cells`), all scales in µm:
 
 All per-object statistics (ring medians, robust σ) are computed on small
 crops around each object and grouped sorts, so the cost grows with the number
-of cells, not with the image.
+of cells, not with the image. Steps 3-4 and the size filter are shared with
+:mod:`~spinalquant.segment.astrocytes` (package-internal module
+``spinalquant.segment._cells``).
 
 The GFAP call (:func:`gfap_positivity`) is described on that function.
 """
@@ -56,10 +58,10 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 from skimage import filters
-from skimage.segmentation import watershed
 
 from .. import _validate as check
 from ..errors import ConfigError
+from ._cells import filter_and_relabel, grow_box, split_and_outline
 
 __all__ = [
     "GfapPositivityParams",
@@ -75,7 +77,6 @@ __all__ = [
 
 _MAD = 1.4826
 _PLANE_HINT = "project a z-stack first, or use segment_gfp_cells_3d"
-_TOP_PCT = 70  # "top" of a cell: robust to the dim skirt of the detection mask and to texture
 
 
 @dataclass(frozen=True)
@@ -440,165 +441,6 @@ def _threshold(resid: np.ndarray, params: GfpCellParams) -> tuple[float, float]:
     return float(thr), float(med)
 
 
-def _box(sl: tuple[slice, ...], margin, shape) -> tuple[slice, ...]:
-    """Bounding-box slices grown by ``margin`` pixels per axis, clipped to ``shape``."""
-    return tuple(
-        slice(max(s.start - int(m), 0), min(s.stop + int(m), n))
-        for s, m, n in zip(sl, margin, shape, strict=True)
-    )
-
-
-def _ellipsoid(radius_um: float, spacing) -> np.ndarray:
-    """Boolean disk / ball footprint of a radius in µm (at least the centre pixel)."""
-    r = radius_um / np.asarray(spacing, dtype=float)
-    half = np.floor(r).astype(int)
-    grids = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
-    return sum((g / max(ri, 1e-9)) ** 2 for g, ri in zip(grids, r, strict=True)) <= 1.0
-
-
-def _split_component(comp: np.ndarray, values: np.ndarray, *, spacing, min_sep_um: float, how: str):
-    """Split one connected mask (a crop) with a marker watershed; (labels 1..m, m)."""
-    if how == "none":
-        return comp.astype(np.int32), 1
-    spacing = np.asarray(spacing, dtype=float)
-    if how == "distance":
-        dist = ndi.distance_transform_edt(comp, sampling=spacing)
-        # a little smoothing removes spurious maxima of the EDT on ragged outlines
-        surface = ndi.gaussian_filter(dist, sigma=np.maximum(0.5, 0.15 * min_sep_um / spacing))
-    else:
-        surface = ndi.gaussian_filter(values, sigma=np.maximum(0.5, 0.25 * min_sep_um / spacing))
-    radius = np.maximum(1, np.round(min_sep_um / spacing).astype(int))
-    masked = np.where(comp, surface, -np.inf)
-    peak = comp & (masked >= ndi.maximum_filter(masked, size=tuple(2 * radius + 1), mode="nearest"))
-    markers, m = ndi.label(peak)  # a plateau of equal maxima is one marker
-    if m <= 1:
-        return comp.astype(np.int32), 1
-    return watershed(-surface, markers, mask=comp).astype(np.int32), m
-
-
-def _split(mask: np.ndarray, resid: np.ndarray, *, spacing, min_sep_um: float, how: str) -> np.ndarray:
-    """Label ``mask``, splitting touching objects with a marker watershed (per component)."""
-    cc, n = ndi.label(mask)
-    if n == 0 or how == "none":
-        return cc.astype(np.int32)
-    margin = np.full(mask.ndim, 2)
-    out = np.zeros(mask.shape, np.int32)
-    next_id = 0
-    for c, sl in enumerate(ndi.find_objects(cc), start=1):
-        box = _box(sl, margin, mask.shape)
-        comp = cc[box] == c
-        local, m = _split_component(comp, resid[box], spacing=spacing, min_sep_um=min_sep_um, how=how)
-        dst = out[box]
-        dst[local > 0] = local[local > 0] + next_id
-        next_id += m
-    return out
-
-
-def _open_disk(obj: np.ndarray, radius_um: float, spacing) -> np.ndarray:
-    """Binary opening with a disk (ball) of ``radius_um``; by distance transforms when large."""
-    footprint = _ellipsoid(radius_um, spacing)
-    if footprint.size < 49:
-        return ndi.binary_opening(obj, structure=footprint)
-    # erosion = points deeper than r, dilation = points within r of those
-    core = ndi.distance_transform_edt(obj, sampling=spacing) > radius_um
-    return ndi.distance_transform_edt(~core, sampling=spacing) <= radius_um
-
-
-def _outline(local: np.ndarray, m: int, sub: np.ndarray, values: np.ndarray, *, spacing,
-             fraction: float, ring: tuple[float, float], grow_um: float, trim: float, fallback: float):
-    """Cut each object of one component at ``fraction`` of its own brightness (see module doc)."""
-    comp = local > 0
-    free = sub == 0
-    d_out = ndi.distance_transform_edt(~comp, sampling=spacing)
-    ring_px = free & (d_out > ring[0]) & (d_out <= ring[0] + ring[1])
-    bg = float(np.median(values[ring_px])) if np.count_nonzero(ring_px) >= 8 else fallback
-    region = comp | (free & (d_out <= grow_um))
-    basins = watershed(-values, local, mask=region) if m > 1 else region.astype(np.int32)
-    out = np.zeros(local.shape, np.int32)
-    for j in range(1, m + 1):
-        core = values[local == j]
-        if core.size == 0:
-            continue
-        top = float(np.percentile(core, _TOP_PCT))
-        if not top > bg:  # no contrast to cut at: keep the global-threshold outline
-            out[(local == j) & (out == 0)] = j
-            continue
-        obj = (basins == j) & (values > bg + fraction * (top - bg))
-        if trim > 0:
-            obj = _open_disk(obj, trim, spacing)
-        pieces, k = ndi.label(obj)
-        if k == 0:
-            continue
-        if k > 1:
-            obj = pieces == 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
-        obj = ndi.binary_fill_holes(obj)
-        out[obj & (out == 0)] = j
-    return out
-
-
-def _resplit(local: np.ndarray, m: int, values: np.ndarray, *, spacing, min_sep_um: float, how: str):
-    """Split every object of ``local`` (labels 1..m) again; (labels, count)."""
-    out = np.zeros(local.shape, np.int32)
-    n = 0
-    for j in range(1, m + 1):
-        obj = local == j
-        if not obj.any():
-            continue
-        sub, k = _split_component(obj, values, spacing=spacing, min_sep_um=min_sep_um, how=how)
-        out[sub > 0] = sub[sub > 0] + n
-        n += k
-    return out, n
-
-
-def _cells(resid: np.ndarray, mask: np.ndarray, *, spacing, params: GfpCellParams,
-           min_px: float, fallback: float) -> np.ndarray:
-    """Split every component of ``mask`` into cells and outline each one (not yet size filtered)."""
-    spacing = np.asarray(spacing, dtype=float)
-    cc, n = ndi.label(mask)
-    out = np.zeros(mask.shape, np.int32)
-    if n == 0:
-        return out
-    areas = np.bincount(cc.ravel())
-    min_sep = params.min_separation_um or 0.35 * params.cell_diameter_um
-    frac = params.edge_fraction
-    ring = (1.0, params.granule_ring_um)
-    reach = max(ring[0] + ring[1], params.max_grow_um) if frac > 0 else 0.0
-    margin = np.ceil(reach / spacing).astype(int) + 2
-    trim = params.trim_um if frac > 0 and _ellipsoid(params.trim_um, spacing).size > 1 else 0.0
-    skip_px = max(2.0, 0.25 * min_px)
-    if trim > 0 and mask.ndim == 2:
-        # a component must hold the trim disk once grown by max_grow_um
-        r_um = max(params.trim_um - params.max_grow_um, 0.0)
-        skip_px = max(skip_px, np.pi * r_um**2 / float(np.prod(spacing)))
-    next_id = 0
-    for c, sl in enumerate(ndi.find_objects(cc), start=1):
-        if areas[c] < skip_px:
-            continue  # a speck that no outline can make a cell, or the trim would erase
-        box = _box(sl, margin, mask.shape)
-        sub = cc[box]
-        comp = sub == c
-        vals = resid[box]
-        local, m = _split_component(comp, vals, spacing=spacing, min_sep_um=min_sep, how=params.split)
-        if frac > 0:
-            local = _outline(local, m, np.where(comp, 0, sub), vals, spacing=spacing, fraction=frac,
-                             ring=ring, grow_um=params.max_grow_um, trim=trim, fallback=fallback)
-            if params.split == "distance":
-                # the tighter outline shows the neck between touching cells that the
-                # detection mask filled in: split each outline once more
-                local, m = _resplit(local, m, vals, spacing=spacing, min_sep_um=min_sep, how=params.split)
-        else:
-            filled = ndi.binary_fill_holes(comp)
-            if m == 1:
-                local = filled.astype(np.int32)
-            elif np.count_nonzero(filled) > np.count_nonzero(comp):
-                local = watershed(-vals, local, mask=filled).astype(np.int32)
-        dst = out[box]
-        put = (local > 0) & (dst == 0)
-        dst[put] = local[put] + next_id
-        next_id += m
-    return out
-
-
 def _rings(labels: np.ndarray, ids: np.ndarray, *, gap_px: float, width_px: float):
     """Background-ring pixels of each object: (flat indices, owner index into ``ids``).
 
@@ -615,7 +457,7 @@ def _rings(labels: np.ndarray, ids: np.ndarray, *, gap_px: float, width_px: floa
         sl = objs[int(k) - 1]
         if sl is None:
             continue
-        box = _box(sl, margin, labels.shape)
+        box = grow_box(sl, margin, labels.shape)
         sub = labels[box]
         d_own = ndi.distance_transform_edt(sub != k)
         ring = (sub == 0) & (d_own > gap_px) & (d_own <= reach)
@@ -715,22 +557,18 @@ def _granules(labels: np.ndarray, reference: np.ndarray, *, px: float, params: G
     return ids[bright_all]
 
 
-def _filter_and_relabel(lab: np.ndarray, *, min_px: float, max_px: float, drop=()) -> np.ndarray:
-    """Drop objects outside [min_px, max_px] pixels (max 0 = no limit) or in ``drop``; relabel 1..n."""
-    if lab.max(initial=0) == 0:
-        return lab.astype(np.int32)
-    areas = np.bincount(lab.ravel())
-    keep = areas >= min_px
-    if max_px > 0:
-        keep &= areas <= max_px
-    keep[0] = False
-    if len(drop):
-        keep[np.asarray(drop, dtype=np.intp)] = False
-    lut = np.where(keep, np.cumsum(keep), 0).astype(np.int32)
-    return lut[lab]
-
-
 # ----------------------------------------------------------- segmentation
+def _split_and_outline(resid: np.ndarray, mask: np.ndarray, *, spacing, params: GfpCellParams,
+                       min_px: float, fallback: float) -> np.ndarray:
+    """Steps 3-4 (:func:`~spinalquant.segment._cells.split_and_outline`) with the options of ``params``."""
+    return split_and_outline(
+        resid, mask, spacing=spacing,
+        min_separation_um=params.min_separation_um or 0.35 * params.cell_diameter_um,
+        split=params.split, edge_fraction=params.edge_fraction, ring_um=(1.0, params.granule_ring_um),
+        max_grow_um=params.max_grow_um, trim_um=params.trim_um, min_px=min_px, fallback=fallback,
+    )
+
+
 def _check_reference(reference, shape: tuple[int, ...]) -> np.ndarray | None:
     if reference is None:
         return None
@@ -789,13 +627,13 @@ def segment_gfp_cells(
     )
     thr, med = _threshold(resid, params)
     px2 = px * px
-    lab = _cells(resid, resid > thr, spacing=(px, px), params=params, min_px=params.min_area_um2 / px2,
-                 fallback=med)
-    lab = _filter_and_relabel(lab, min_px=params.min_area_um2 / px2, max_px=params.max_area_um2 / px2)
+    lab = _split_and_outline(resid, resid > thr, spacing=(px, px), params=params,
+                             min_px=params.min_area_um2 / px2, fallback=med)
+    lab = filter_and_relabel(lab, min_px=params.min_area_um2 / px2, max_px=params.max_area_um2 / px2)
     if reference is not None and reference.shape[0] > 0 and lab.max() > 0:
         drop = _granules(lab, reference, px=px, params=params)
         if drop.size:
-            lab = _filter_and_relabel(lab, min_px=0, max_px=0, drop=drop)
+            lab = filter_and_relabel(lab, min_px=0, max_px=0, drop=drop)
     return lab
 
 
@@ -848,7 +686,7 @@ def segment_gfp_cells_3d(
         background_size_um=params.background_size_um,
     )
     thr, med = _threshold(resid, params)
-    lab = _cells(resid, resid > thr, spacing=spacing, params=params, min_px=4, fallback=med)
+    lab = _split_and_outline(resid, resid > thr, spacing=spacing, params=params, min_px=4, fallback=med)
     # size filter on footprints (projected areas)
     ids = _label_ids(lab)
     if ids.size == 0:
@@ -865,7 +703,7 @@ def segment_gfp_cells_3d(
         proj = lab.max(axis=0)
         if proj.max() > 0:
             drop.extend(_granules(proj, ref.max(axis=1), px=spacing[1], params=params).tolist())
-    return _filter_and_relabel(lab, min_px=0, max_px=0, drop=drop)
+    return filter_and_relabel(lab, min_px=0, max_px=0, drop=drop)
 
 
 # ---------------------------------------------------------------- GFAP call
