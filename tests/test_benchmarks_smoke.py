@@ -83,3 +83,27 @@ def test_shortfalls_lists_only_where_a_peer_is_better(run_all):
     assert any("cellprofiler faster (compute" in x for x in out)
     assert not any("cellprofiler faster (wall" in x for x in out)
     assert len(out) == 3
+
+
+def test_puncta_limit_helpers():
+    lim = _load("bench_puncta_limit", BENCH / "bench_puncta_limit.py")
+    # a pixel-centred spot peaks at the requested height; a corner spot keeps its flux
+    centred = lim.render((21, 21), 0.5, np.array([[5.0, 5.0]]), np.array([10.0]))
+    corner = lim.render((21, 21), 0.5, np.array([[5.25, 5.25]]), np.array([10.0]))
+    assert centred.max() == pytest.approx(10.0)
+    assert corner.max() < 0.5 * centred.max()
+    assert corner.sum() == pytest.approx(centred.sum(), rel=1e-6)
+    truth = np.array([[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]])
+    found = np.array([[1.2, 1.0], [5.0, 6.5], [9.0, 9.5], [9.1, 9.0]])
+    assert lim.recall(found, truth, tol=1.0) == 2  # one-to-one, within 1 µm
+    rows = [{"pixel_size_um": 0.5, "brightness": b, "recall_x": r}
+            for b, r in [(4.0, 0.2), (6.0, 0.6), (8.0, 0.95)]]
+    out = lim.limits(rows, "recall_x")["0.5"]
+    assert out["b50"] == pytest.approx(5.5) and out["b90"] == pytest.approx(7.71, abs=0.01)
+    # a noise-only field has no spots; a spot field has isolated spots
+    rng = np.random.default_rng(0)
+    img, pts = lim.field(rng, 0.7, None, 3)
+    assert img.dtype == np.uint16 and len(pts) == 0
+    _, pts = lim.field(rng, 0.7, 10.0, 3)
+    d = np.hypot(*(pts[:, None] - pts[None]).transpose(2, 0, 1)) + 1e3 * np.eye(len(pts))
+    assert len(pts) > 100 and d.min() >= 4.0
