@@ -278,15 +278,25 @@ def _upsample_linear(a: np.ndarray, factors, shape) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def _window_px(background_size_um: float, spacing) -> np.ndarray:
+    """Side (pixels per axis, odd) of the background opening's window of ``background_size_um``."""
+    return np.maximum(1, np.round(background_size_um / np.asarray(spacing, dtype=float)).astype(int) | 1)
+
+
+def _block_px(window_px) -> np.ndarray:
+    """Side (pixels per axis) of the min-pooled blocks of the background opening: window // 10."""
+    return np.maximum(1, np.asarray(window_px) // 10)
+
+
 def _background(f: np.ndarray, size: np.ndarray) -> np.ndarray:
     """Grey opening with a box of ``size`` px followed by a box filter of the same size.
 
     The background varies on the scale of the window, so the opening runs on
-    a grid min-pooled by about a tenth of the window (the minimum of minima is
-    the same erosion) and is interpolated back: the full-resolution result
-    at a fraction of the cost.
+    a grid min-pooled by about a tenth of the window (:func:`_block_px`; the
+    minimum of minima is the same erosion) and is interpolated back: the
+    full-resolution result at a fraction of the cost.
     """
-    fac = np.maximum(1, size // 10)
+    fac = _block_px(size)
     if np.all(fac == 1):
         bg = ndi.grey_opening(f, size=tuple(size), mode="reflect")
         return ndi.uniform_filter(bg, size=tuple(size), mode="reflect")
@@ -324,7 +334,9 @@ def background_block_px(background_size_um: float, pixel_size_um: float) -> int:
 
     :func:`background_residual` pools blocks anchored at the image origin;
     windows of a larger image whose origins are multiples of this size see
-    the same blocks, hence the same background, as the whole image.
+    the same blocks, hence the same background, as the whole image. (An
+    image less than half the window wide uses a smaller window, hence
+    smaller blocks, along that axis.)
 
     Examples
     --------
@@ -333,8 +345,7 @@ def background_block_px(background_size_um: float, pixel_size_um: float) -> int:
     """
     if background_size_um <= 0:
         return 1
-    size = max(1, round(background_size_um / check.pixel_size(pixel_size_um)) | 1)
-    return max(1, size // 10)
+    return int(_block_px(_window_px(background_size_um, (check.pixel_size(pixel_size_um),)))[0])
 
 
 def background_residual(
@@ -371,8 +382,7 @@ def background_residual(
         f = ndi.gaussian_filter(f, sigma=smooth_sigma_um / spacing, mode="reflect")
     if background_size_um <= 0:
         return f - np.float32(np.median(f))
-    size = np.maximum(1, np.round(background_size_um / spacing).astype(int) | 1)
-    size = np.minimum(size, np.asarray(f.shape) * 2 - 1)
+    size = np.minimum(_window_px(background_size_um, spacing), np.asarray(f.shape) * 2 - 1)
     return f - _background(f, size)
 
 
