@@ -897,13 +897,14 @@ def make_cord_section(
     truth["astrocytes"] = _region_table(labels["astrocytes"], p)
     t = _region_table(labels["motor_neurons"], p, perimeter=True)
 
-    # puncta -> neuron assignment by the contract's definition
-    dist_out = ndi.distance_transform_edt(labels["motor_neurons"] == 0) * p
-    _, (ny_i, nx_i) = ndi.distance_transform_edt(labels["motor_neurons"] == 0, return_indices=True)
+    # puncta -> neuron assignment by the contract's definition (within 2 µm of the
+    # true outline, on or outside it), with the library's own rule
+    from .measure.synapses import assign_puncta
+
     piy = np.clip(np.rint(pun_y_a / p).astype(int), 0, shape[0] - 1)
     pix = np.clip(np.rint(pun_x_a / p).astype(int), 0, shape[1] - 1)
-    neuron = np.where(dist_out[piy, pix] <= 2.0,
-                      labels["motor_neurons"][ny_i[piy, pix], nx_i[piy, pix]], 0).astype(np.int64)
+    neuron = assign_puncta(labels["motor_neurons"], pd.DataFrame({"y_um": pun_y_a, "x_um": pun_x_a}),
+                           pixel_size_um=p, distance_um=2.0, inside_um=0.0)
     t["n_puncta"] = np.array([(neuron == k).sum() for k in t["label"]], dtype=np.int64)
     truth["motor_neurons"] = t
     truth["small_chat_cells"] = _region_table(labels["small_chat_cells"], p)
