@@ -334,3 +334,17 @@ def test_images_over_the_memory_budget_are_tiled(tmp_path):
     assert a["n_gfp_gfap_cells"] == b["n_gfp_gfap_cells"]  # one bleed-through estimate
     assert abs(a["n_motor_neurons"] - b["n_motor_neurons"]) <= 1
     assert (tiled / "qc" / "big.png").is_file() and (tiled / "labels" / "big.ome.tif").is_file()
+
+
+def test_report_with_cord_images_with_and_without_gfap(tmp_path):
+    """A run mixing cord images with and without a GFAP channel still gets its report."""
+    from spinalquant.report import write_report
+
+    summary = pd.DataFrame({
+        "image": ["with_gfap.tif", "gfp_only.tif"], "status": ["ok", "ok"], "error": ["", ""],
+        "section": ["cord", "cord"], "n_gfp_cells": [12, 7], "n_gfp_gfap_cells": [9, np.nan],
+        "pct_gfp_gfap": [75.0, np.nan], "n_motor_neurons": [3, 2], "n_astrocytes": [5, np.nan],
+    })
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "with_gfap.tif" in page and "gfp_only.tif" in page

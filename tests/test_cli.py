@@ -48,3 +48,13 @@ def test_empty_folder_is_usage_error(tmp_path, capsys):
 def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "spinalquant.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and __version__ in r.stdout
+
+
+def test_error_text_is_printed_verbatim(tmp_path, capsys):
+    """Square brackets in a message ("[channels] ...") are text, not terminal markup."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[channels]\ngfp = 1.5\n", encoding="utf-8")
+    (tmp_path / "imgs").mkdir()
+    assert main(["run", str(tmp_path / "imgs"), "--out", str(tmp_path / "o"), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "[channels] gfp must be a channel name" in err

@@ -132,6 +132,25 @@ def test_imagej_units_and_spacing(tmp_path):
         ), unit
 
 
+def test_imagej_single_channel_named_by_its_slice_label(tmp_path):
+    """Fiji names a one-channel image through its slice labels (e.g. "Laminin")."""
+    res = (1 / 0.5, 1 / 0.5)
+    path = tmp_path / "laminin.tif"
+    tifffile.imwrite(path, _random((20, 30), np.uint8), imagej=True, resolution=res,
+                     metadata={"axes": "YX", "unit": "um", "Labels": ["Laminin"]})
+    s = load(path)
+    assert s.channel_names == ("Laminin",) and s.has_channel("border")
+    same = tmp_path / "same.tif"
+    tifffile.imwrite(same, _random((3, 20, 30), np.uint8), imagej=True, resolution=res,
+                     metadata={"axes": "ZYX", "unit": "um", "Labels": ["ChAT"] * 3})
+    assert load(same).channel_names == ("ChAT",)
+    # per-plane labels (z positions) are not a channel name
+    planes = tmp_path / "planes.tif"
+    tifffile.imwrite(planes, _random((3, 20, 30), np.uint8), imagej=True, resolution=res,
+                     metadata={"axes": "ZYX", "unit": "um", "Labels": ["z=0", "z=1", "z=2"]})
+    assert load(planes).channel_names != ("z=0",)
+
+
 def test_plain_tiff_has_no_pixel_size(tmp_path):
     tifffile.imwrite(tmp_path / "plain.tif", _random((8, 8), np.uint16))
     with pytest.raises(PixelSizeError, match=r"plain\.tif.*pixel_size_um"):

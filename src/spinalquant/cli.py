@@ -87,6 +87,7 @@ def run(
     images that are already done and unchanged.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from .batch import discover_inputs, run_batch
     from .config import ImageParams, load_config
@@ -101,26 +102,26 @@ def run(
             cfg = replace(cfg, image=ImageParams(**{**cfg.image.__dict__, "pixel_size_um": pixel_size}))
         items = discover_inputs(inputs)
     except (ConfigError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     if not items:
-        err.print(f"[red]error:[/red] no supported image files found in {', '.join(map(str, inputs))}")
+        err.print(f"[red]error:[/red] no supported image files found in {escape(', '.join(map(str, inputs)))}")
         raise typer.Exit(2)
     n_workers = workers or os.cpu_count() or 1
     n_workers = min(n_workers, len(items))
     if dry_run:
         for it in items:
             typer.echo(f"{it.image}\t{it.path}")
-        err.print(f"{len(items)} image(s) would be analysed into {out}")
+        err.print(f"{len(items)} image(s) would be analysed into {escape(str(out))}")
         raise typer.Exit(0)
 
     where = f"scheduler {scheduler}" if scheduler else f"{n_workers} worker(s)"
-    err.print(f"spinalquant {__version__}: {len(items)} image(s) → {out} ({where})")
+    err.print(f"spinalquant {__version__}: {len(items)} image(s) → {escape(str(out))} ({escape(where)})")
     try:
         if quiet or not err.is_terminal:
             def on_result(o, i, n):
                 msg = o.error if o.status == "failed" else ", ".join(f"{k}={v}" for k, v in o.counts.items())
-                err.print(f"[{i}/{n}] {o.status:7s} {o.image}  {msg}", soft_wrap=True)
+                err.print(escape(f"[{i}/{n}] {o.status:7s} {o.image}  {msg}"), soft_wrap=True)
             report = run_batch(items, out, cfg, workers=n_workers, scheduler=scheduler, force=force,
                                on_result=on_result, config_source=str(config) if config else None)
         else:
@@ -139,27 +140,27 @@ def run(
                 def on_result(o, i, n):
                     colour = {"ok": "green", "skipped": "blue", "failed": "red"}[o.status]
                     msg = o.error if o.status == "failed" else ""
-                    bar.console.print(f"[{colour}]{o.status:7s}[/{colour}] {o.image} {msg}")
+                    bar.console.print(f"[{colour}]{o.status:7s}[/{colour}] {escape(f'{o.image} {msg}')}")
                     bar.update(task, completed=i)
                 report = run_batch(items, out, cfg, workers=n_workers, scheduler=scheduler, force=force,
                                    on_result=on_result, config_source=str(config) if config else None)
     except SpinalquantError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except OSError as exc:
-        err.print(f"[red]error:[/red] cannot write results to {out}: {exc}")
+        err.print(f"[red]error:[/red] cannot write results to {escape(str(out))}: {escape(str(exc))}")
         raise typer.Exit(2) from None
 
     err.print(
         f"done in {report.elapsed_s:.1f} s: {report.n_ok} analysed "
         f"({report.n_skipped} unchanged, skipped), {report.n_failed} failed."
     )
-    err.print(f"results: {out / 'summary.csv'}  objects: {out / 'objects'}  QC: {out / 'qc'}"
-              + (f"  report: {out / 'report.html'}" if (out / "report.html").exists() else ""))
+    err.print(escape(f"results: {out / 'summary.csv'}  objects: {out / 'objects'}  QC: {out / 'qc'}"
+                     + (f"  report: {out / 'report.html'}" if (out / "report.html").exists() else "")))
     if report.n_failed:
         for o in report.outcomes:
             if o.status == "failed":
-                err.print(f"  [red]failed[/red] {o.image}: {o.error}", soft_wrap=True)
+                err.print(f"  [red]failed[/red] {escape(f'{o.image}: {o.error}')}", soft_wrap=True)
         raise typer.Exit(1)
 
 

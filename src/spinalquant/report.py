@@ -294,7 +294,7 @@ def write_report(out_dir: str | Path) -> Path:
             def pct(ax):
                 bars = ax.bar(np.arange(len(cord)), cord["pct_gfp_gfap"].fillna(0), color="#6a6")
                 labels = [
-                    "" if pd.isna(n) else f"{int(k)}/{int(n)}"
+                    "" if pd.isna(n) or pd.isna(k) else f"{int(k)}/{int(n)}"
                     for k, n in zip(cord["n_gfp_gfap_cells"], cord["n_gfp_cells"], strict=True)
                 ]
                 ax.bar_label(bars, labels=labels, fontsize=8)

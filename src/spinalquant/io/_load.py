@@ -226,8 +226,12 @@ def _imagej_channel_names(ij: dict[str, Any], n_c: int, n_z: int) -> list[str] |
                 if isinstance(names, list) and len(names) == n_c:
                     return [str(n) for n in names]
     labels = ij.get("Labels")
-    if not isinstance(labels, list) or len(labels) != n_c * n_z or n_c < 2:
+    if isinstance(labels, str):  # tifffile gives a one-plane image's label as a string
+        labels = [labels]
+    if not isinstance(labels, list) or len(labels) != n_c * n_z:
         return None
+    # one channel: the slice labels name it only when every plane carries the same one
+    # (otherwise they are per-plane labels such as z positions)
     per_channel = [labels[c] for c in range(n_c)]
     consistent = all(labels[z * n_c + c] == per_channel[c] for z in range(n_z) for c in range(n_c))
     if consistent and len(set(per_channel)) == n_c and all(str(n).strip() for n in per_channel):
