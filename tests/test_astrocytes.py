@@ -79,3 +79,42 @@ def test_validation():
         AstrocyteParams(soma_diameter_um=0)
     with pytest.raises(ValueError, match="pixel_size_um"):
         segment_astrocytes(np.zeros((10, 10)), pixel_size_um=-1)
+
+
+def test_window_anchored_at_its_origin_sees_the_whole_images_background():
+    # soma response and GFAP residual of a window cut off the background blocks
+    # (origin not a multiple of the block size) equal the whole image's inside
+    from spinalquant.segment.astrocytes import gfap_residual, soma_response
+    from spinalquant.segment.gfp_cells import background_block_px, background_reach_um
+
+    px, origin = 0.5, (45, 19)
+    ph = synthetic.make_cord_section(seed=33, shape=(600, 620), pixel_size_um=px, n_motor_neurons=2,
+                                     n_gfp_cells=10)
+    gfap = ph.stack.data[ph.stack.channel_names.index("GFAP")].max(axis=0)
+    p = AstrocyteParams(origin_px=origin)
+    assert p.origin_px == origin and origin[0] % background_block_px(p.background_size_um, px)
+    y0, x0 = origin
+    win = gfap[y0 : y0 + 540, x0 : x0 + 580]
+    m = int(np.ceil((background_reach_um(p.background_size_um) + 4 * p.soma_diameter_um / 8
+                     + 2 * p.process_width_um) / px))
+    inside = (slice(m, 540 - m), slice(m, 580 - m))
+    cut = (slice(y0, y0 + 540), slice(x0, x0 + 580))
+    for whole, anchored, plain in [
+        (soma_response(gfap, pixel_size_um=px), soma_response(win, pixel_size_um=px, params=p),
+         soma_response(win, pixel_size_um=px)),
+        (gfap_residual(gfap, pixel_size_um=px), gfap_residual(win, pixel_size_um=px, origin_px=origin),
+         gfap_residual(win, pixel_size_um=px)),
+    ]:
+        ref = whole[cut][inside]
+        tol = 8 * np.finfo(np.float32).eps * float(np.abs(whole).max())
+        np.testing.assert_allclose(anchored[inside], ref, rtol=0, atol=tol)
+        assert np.abs(plain[inside] - ref).max() > 100 * tol
+    # the GFAP area fraction of the window's interior at a given threshold is the whole image's
+    whole = gfap_residual(gfap, pixel_size_um=px)[cut][inside]
+    thr = float(np.percentile(whole, 80))
+    mask = np.zeros(win.shape, bool)
+    mask[inside] = True
+    got = gfap_area_fraction(win, pixel_size_um=px, mask=mask, threshold=thr, origin_px=origin)
+    assert got == pytest.approx(float((whole > thr).mean()), abs=1e-4) and 0.15 < got < 0.25
+    with pytest.raises(ConfigError, match="origin_px"):
+        AstrocyteParams(origin_px=(0, 1.5))

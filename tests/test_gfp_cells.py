@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from spinalquant.measure.matching import match_labels, match_points
 from spinalquant.segment.gfp_cells import (
     GfapPositivityParams,
     GfpCellParams,
+    detection_threshold,
     estimate_bleed_through,
     gfap_positivity,
     segment_gfp_cells,
@@ -234,3 +236,74 @@ def test_validation():
         GfpCellParams(threshold_method="magic")
     with pytest.raises(ConfigError):
         GfapPositivityParams(ring_width_um=0)
+
+
+def _rough_background_image(shape, px, seed):
+    """Slowly varying tissue background + 10 µm bright discs + pixel noise, float32."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    bg = 300 + 4000 * ndi.gaussian_filter(rng.normal(0, 1, shape), 12 / px)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    discs = np.zeros(shape)
+    n = round(shape[0] * shape[1] * px * px / 1500)  # one cell per 1500 µm²
+    for cy, cx in rng.uniform(0, shape, (n, 2)):
+        discs += 500 * (np.hypot(yy - cy, xx - cx) < 5 / px)
+    return (bg + discs + rng.normal(0, 20, shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("seed", "px", "size_um", "origin"),
+                         [(30, 0.5, 40.0, (37, 53)), (31, 0.37, 40.0, (101, 6)), (32, 0.65, 25.0, (5, 202))])
+def test_background_of_a_window_anchored_at_its_origin_is_the_whole_images(seed, px, size_um, origin):
+    from spinalquant.segment.gfp_cells import (
+        background_block_px,
+        background_reach_um,
+        background_residual,
+    )
+
+    k = background_block_px(size_um, px)
+    assert k > 1 and origin[0] % k and origin[1] % k  # the window's origin is not on a block corner
+    m = int(np.ceil((background_reach_um(size_um) + 4 * 0.7) / px))  # reach of the background + smoothing
+    m2 = m + int(np.ceil(20 / px))  # + a cell diameter and its outline's ring
+    h = w = 2 * m2 + round(100 / px)  # an interior of 100 µm
+    (y0, x0) = origin
+    img = _rough_background_image((y0 + h + 40, x0 + w + 40), px, seed)
+    kw = {"spacing": (px, px), "smooth_sigma_um": 0.7, "background_size_um": size_um}
+    whole = background_residual(img, **kw)
+    win = img[y0 : y0 + h, x0 : x0 + w]
+    anchored = background_residual(win, origin_px=origin, **kw)
+    plain = background_residual(win, **kw)
+    inside = (slice(m, h - m), slice(m, w - m))
+    ref = whole[y0 : y0 + h, x0 : x0 + w][inside]
+    tol = 8 * np.finfo(np.float32).eps * float(np.abs(whole).max())  # float rounding of the interpolation
+    np.testing.assert_allclose(anchored[inside], ref, rtol=0, atol=tol)
+    # without the anchor the window pools other blocks: a visibly different background
+    assert np.abs(plain[inside] - ref).max() > 100 * tol
+    # segmentation uses it through GfpCellParams.origin_px: with the whole image's
+    # threshold, the cells away from the window's edges are the whole image's
+    thr, med, _ = detection_threshold(whole, noise_k=4.0)
+    p = GfpCellParams(background_size_um=size_um, fixed_threshold=thr, fixed_median=med)
+    cells = segment_gfp_cells(img, pixel_size_um=px, params=p)[y0 : y0 + h, x0 : x0 + w] > 0
+    anchored_cells = segment_gfp_cells(
+        win, pixel_size_um=px, params=dataclasses.replace(p, origin_px=origin)) > 0
+    inner = (slice(m2, h - m2), slice(m2, w - m2))
+    assert cells[inner].mean() > 0.01  # cells to compare
+    assert np.array_equal(anchored_cells[inner], cells[inner])
+    # 3-D: the anchor applies to y and x
+    r3 = background_residual(np.stack([win] * 3), spacing=(2.0, px, px), smooth_sigma_um=0.0,
+                             background_size_um=size_um, origin_px=origin)
+    r2 = background_residual(win, spacing=(px, px), smooth_sigma_um=0.0, background_size_um=size_um,
+                             origin_px=origin)
+    np.testing.assert_allclose(r3[1], r2, rtol=0, atol=tol)
+
+
+def test_origin_px_validation():
+    from spinalquant.segment.gfp_cells import background_residual
+
+    assert GfpCellParams(origin_px=[3, np.int64(4)]).origin_px == (3, 4)
+    for bad in ((1.5, 0), (-1, 0), (1, 2, 3), (True, 0)):
+        with pytest.raises(ConfigError, match="origin_px"):
+            GfpCellParams(origin_px=bad)
+    with pytest.raises(ValueError, match="origin_px"):
+        background_residual(np.zeros((20, 20)), spacing=(1, 1), smooth_sigma_um=0, background_size_um=10,
+                            origin_px=(0, -4))

@@ -8,7 +8,9 @@ fraction of its own brightness above its local background
 (:func:`outline_objects`), and the result is size filtered and renumbered
 (:func:`filter_and_relabel`). :func:`split_and_outline` runs the first two
 steps on a whole image, component by component on small crops, so the cost
-grows with the number of cells, not with the image.
+grows with the number of cells, not with the image. :func:`check_origin`
+validates the offset of a window of a larger image (the ``origin_px`` of
+both modules' parameters).
 
 The method (and the meaning of every option) is described in the module
 docstring of :mod:`~spinalquant.segment.gfp_cells`, steps 3-4. The functions
@@ -24,6 +26,7 @@ from skimage.segmentation import watershed
 
 __all__ = [
     "TOP_PERCENTILE",
+    "check_origin",
     "ellipsoid",
     "filter_and_relabel",
     "grow_box",
@@ -37,6 +40,26 @@ __all__ = [
 #: Percentile of a cell's values taken as its "top" brightness: robust to the
 #: dim skirt of the detection mask and to texture.
 TOP_PERCENTILE = 70
+
+
+def check_origin(origin_px, name: str, error: type[Exception] = ValueError) -> tuple[int, int]:
+    """A window's ``origin_px`` in a larger image as two ints >= 0, else ``error`` naming ``name``.
+
+    Examples
+    --------
+    >>> check_origin([3, np.int64(8)], "origin_px")
+    (3, 8)
+    >>> check_origin((1.5, 0), "origin_px")
+    Traceback (most recent call last):
+    ...
+    ValueError: origin_px must be two integers >= 0; got (1.5, 0)
+    """
+    origin = tuple(origin_px) if isinstance(origin_px, tuple | list) else ()
+    if len(origin) != 2 or not all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 0 for v in origin
+    ):
+        raise error(f"{name} must be two integers >= 0; got {origin_px!r}")
+    return int(origin[0]), int(origin[1])
 
 
 def grow_box(sl: tuple[slice, ...], margin, shape) -> tuple[slice, ...]:

@@ -30,7 +30,7 @@ from skimage import filters
 
 from .. import _validate as check
 from ..errors import ConfigError
-from ._cells import ellipsoid, filter_and_relabel, split_and_outline
+from ._cells import check_origin, ellipsoid, filter_and_relabel, split_and_outline
 from .gfp_cells import background_residual, pixel_noise, robust_sigma
 
 __all__ = [
@@ -90,6 +90,12 @@ class AstrocyteParams:
     fixed_median : float or None
         Median of the smoothed opened image, the outline's fallback
         background (None: from the image).
+    origin_px : (int, int)
+        Pixel (y, x) of a larger image that is this image's first pixel, when
+        it is a window of it (tiled analysis): the background's min-pooled
+        blocks are then the larger image's
+        (:func:`~spinalquant.segment.gfp_cells.background_residual`).
+        ``(0, 0)`` for a whole image.
     """
 
     soma_diameter_um: float = 8.0
@@ -103,12 +109,14 @@ class AstrocyteParams:
     trim_fraction: float = 0.7
     fixed_threshold: float | None = None
     fixed_median: float | None = None
+    origin_px: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         for key in ("fixed_threshold", "fixed_median"):
             v = getattr(self, key)
             if v is not None and not np.isfinite(v):
                 raise ConfigError(f"[astrocytes] {key} must be a finite number or unset; got {v}")
+        object.__setattr__(self, "origin_px", check_origin(self.origin_px, "[astrocytes] origin_px", ConfigError))
         for key in ("soma_diameter_um", "process_width_um"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"[astrocytes] {key} must be positive; got {getattr(self, key)}")
@@ -194,7 +202,8 @@ def soma_response(gfap, *, pixel_size_um: float, params: AstrocyteParams = Astro
     img = check.plane(gfap, "gfap")
     px = check.pixel_size(pixel_size_um)
     resid = background_residual(
-        img, spacing=(px, px), smooth_sigma_um=0.0, background_size_um=params.background_size_um
+        img, spacing=(px, px), smooth_sigma_um=0.0, background_size_um=params.background_size_um,
+        origin_px=params.origin_px,
     )
     opened = ndi.grey_opening(resid, footprint=ellipsoid(params.process_width_um, (px, px)))
     return ndi.gaussian_filter(opened, sigma=max(0.5, params.soma_diameter_um / 8 / px))
@@ -235,7 +244,7 @@ def soma_threshold(sample, *, noise_k: float = 4.0) -> tuple[float, float]:
 
 def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float = 3.0,
                        background_size_um: float = GFAP_AREA_WINDOW_UM,
-                       threshold: float | None = None) -> float:
+                       threshold: float | None = None, origin_px: tuple[int, int] = (0, 0)) -> float:
     """Fraction of the tissue area that is GFAP+ (an astrogliosis index).
 
     GFAP is smoothed lightly (0.5 µm), its large-scale background removed
@@ -255,6 +264,9 @@ def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float 
     threshold : float, optional
         Threshold on the residual, given instead of computed from this image
         (tiled analysis passes the whole image's value).
+    origin_px : (int, int)
+        Pixel (y, x) of a larger image that is ``gfap``'s first pixel, when it
+        is a window of it (see :func:`gfap_residual`).
 
     Returns
     -------
@@ -270,7 +282,7 @@ def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float 
     """
     img = check.plane(gfap, "gfap")
     px = check.pixel_size(pixel_size_um)
-    resid = gfap_residual(img, pixel_size_um=px, background_size_um=background_size_um)
+    resid = gfap_residual(img, pixel_size_um=px, background_size_um=background_size_um, origin_px=origin_px)
     region = np.ones(img.shape, bool) if mask is None else np.asarray(mask, bool)
     if region.shape != img.shape:
         raise ValueError(f"mask shape {region.shape} differs from gfap {img.shape}")
@@ -283,8 +295,14 @@ def gfap_area_fraction(gfap, *, pixel_size_um: float, mask=None, noise_k: float 
     return float(np.count_nonzero(vals > threshold) / vals.size)
 
 
-def gfap_residual(gfap, *, pixel_size_um: float, background_size_um: float = 40.0) -> np.ndarray:
+def gfap_residual(gfap, *, pixel_size_um: float, background_size_um: float = 40.0,
+                  origin_px: tuple[int, int] = (0, 0)) -> np.ndarray:
     """The image :func:`gfap_area_fraction` thresholds: 0.5 µm smoothing minus the background.
+
+    ``origin_px`` is the pixel (y, x) of a larger image that is ``gfap``'s
+    first pixel, when it is a window of it: the background's blocks are then
+    the larger image's
+    (:func:`~spinalquant.segment.gfp_cells.background_residual`).
 
     Examples
     --------
@@ -293,7 +311,7 @@ def gfap_residual(gfap, *, pixel_size_um: float, background_size_um: float = 40.
     """
     return background_residual(
         check.plane(gfap, "gfap"), spacing=(pixel_size_um, pixel_size_um), smooth_sigma_um=0.5,
-        background_size_um=background_size_um,
+        background_size_um=background_size_um, origin_px=origin_px,
     )
 
 

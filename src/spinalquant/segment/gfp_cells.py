@@ -61,7 +61,7 @@ from skimage import filters
 
 from .. import _validate as check
 from ..errors import ConfigError
-from ._cells import filter_and_relabel, grow_box, split_and_outline
+from ._cells import check_origin, filter_and_relabel, grow_box, split_and_outline
 
 __all__ = [
     "GfapPositivityParams",
@@ -128,6 +128,11 @@ class GfpCellParams:
     fixed_median : float or None
         Background median of the residual, used with ``fixed_threshold`` as
         the outline's fallback background (None: from the image).
+    origin_px : (int, int)
+        Pixel (y, x) of a larger image that is this image's first pixel, when
+        it is a window of it (tiled analysis): the background's min-pooled
+        blocks are then the larger image's (:func:`background_residual`).
+        ``(0, 0)`` for a whole image.
     """
 
     cell_diameter_um: float = 12.0
@@ -146,12 +151,14 @@ class GfpCellParams:
     trim_um: float = 2.0
     fixed_threshold: float | None = None
     fixed_median: float | None = None
+    origin_px: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         for key in ("fixed_threshold", "fixed_median"):
             v = getattr(self, key)
             if v is not None and not np.isfinite(v):
                 raise ConfigError(f"[gfp_cells] {key} must be a finite number or unset; got {v}")
+        object.__setattr__(self, "origin_px", check_origin(self.origin_px, "[gfp_cells] origin_px", ConfigError))
         if not 0 <= self.edge_fraction < 1:
             raise ConfigError(f"[gfp_cells] edge_fraction must be in [0, 1); got {self.edge_fraction}")
         if self.threshold_method not in ("otsu", "triangle", "li", "noise"):
@@ -255,19 +262,24 @@ def pixel_noise(img) -> float:
     return float(robust_sigma(d) / np.sqrt(2.0))
 
 
-def _upsample_linear(a: np.ndarray, factors, shape) -> np.ndarray:
+def _upsample_linear(a: np.ndarray, factors, shape, origin) -> np.ndarray:
     """Linear interpolation of a block-pooled grid back to ``shape`` (block centres aligned).
 
+    Blocks are anchored at multiples of ``factors`` in the coordinates of a
+    larger image whose pixel ``origin`` is this array's first pixel (see
+    :func:`_background`); positions and weights are computed in those
+    coordinates, so a window gets the very weights of the larger image.
     Each axis is one product with an (n, m) interpolation matrix.
     """
-    for axis, (k, n) in enumerate(zip(factors, shape, strict=True)):
+    for axis, (k, n, o) in enumerate(zip(factors, shape, origin, strict=True)):
         if k == 1:
             continue
         m = a.shape[axis]
-        pos = (np.arange(n) + 0.5) / k - 0.5
-        i0 = np.clip(np.floor(pos).astype(np.intp), 0, m - 1)
+        first = int(o) // int(k)  # the larger image's block that is a[0]
+        pos = (np.arange(n) + int(o) + 0.5) / k - 0.5
+        i0 = np.clip(np.floor(pos).astype(np.intp) - first, 0, m - 1)
         i1 = np.minimum(i0 + 1, m - 1)
-        w = np.clip(pos - i0, 0.0, 1.0)
+        w = np.clip(pos - (i0 + first), 0.0, 1.0)
         interp = np.zeros((n, m), a.dtype)
         np.add.at(interp, (np.arange(n), i0), 1 - w)
         np.add.at(interp, (np.arange(n), i1), w)
@@ -288,19 +300,24 @@ def _block_px(window_px) -> np.ndarray:
     return np.maximum(1, np.asarray(window_px) // 10)
 
 
-def _background(f: np.ndarray, size: np.ndarray) -> np.ndarray:
+def _background(f: np.ndarray, size: np.ndarray, origin) -> np.ndarray:
     """Grey opening with a box of ``size`` px followed by a box filter of the same size.
 
     The background varies on the scale of the window, so the opening runs on
     a grid min-pooled by about a tenth of the window (:func:`_block_px`; the
     minimum of minima is the same erosion) and is interpolated back: the
-    full-resolution result at a fraction of the cost.
+    full-resolution result at a fraction of the cost. The blocks start at
+    multiples of the block size counted from ``origin`` pixels before ``f``
+    (one entry per axis): a window of a larger image, given its offset, pools
+    the larger image's blocks; blocks cut by the edges are completed with
+    edge values.
     """
     fac = _block_px(size)
     if np.all(fac == 1):
         bg = ndi.grey_opening(f, size=tuple(size), mode="reflect")
         return ndi.uniform_filter(bg, size=tuple(size), mode="reflect")
-    pad = [(0, int((-n) % k)) for n, k in zip(f.shape, fac, strict=True)]
+    lead = [int(o) % int(k) for o, k in zip(origin, fac, strict=True)]
+    pad = [(s, int(-(n + s) % k)) for n, k, s in zip(f.shape, fac, lead, strict=True)]
     g = np.pad(f, pad, mode="edge")
     blocks = []
     for n, k in zip(g.shape, fac, strict=True):
@@ -310,7 +327,7 @@ def _background(f: np.ndarray, size: np.ndarray) -> np.ndarray:
     csize = np.minimum(csize, np.asarray(coarse.shape) * 2 - 1)
     bg = ndi.grey_opening(coarse, size=tuple(csize), mode="reflect")
     bg = ndi.uniform_filter(bg, size=tuple(csize), mode="reflect")
-    return _upsample_linear(bg, fac, f.shape)
+    return _upsample_linear(bg, fac, f.shape, origin)
 
 
 def background_reach_um(background_size_um: float) -> float:
@@ -332,11 +349,12 @@ def background_reach_um(background_size_um: float) -> float:
 def background_block_px(background_size_um: float, pixel_size_um: float) -> int:
     """Block size (pixels) of the min-pooled grid the background opening runs on.
 
-    :func:`background_residual` pools blocks anchored at the image origin;
-    windows of a larger image whose origins are multiples of this size see
-    the same blocks, hence the same background, as the whole image. (An
-    image less than half the window wide uses a smaller window, hence
-    smaller blocks, along that axis.)
+    :func:`background_residual` pools blocks anchored at the image origin
+    (or at the larger image's, given ``origin_px``); windows of a larger
+    image whose origins are multiples of this size see the same blocks,
+    hence the same background, as the whole image even without
+    ``origin_px``. (An image less than half the window wide uses a smaller
+    window, hence smaller blocks, along that axis.)
 
     Examples
     --------
@@ -349,7 +367,8 @@ def background_block_px(background_size_um: float, pixel_size_um: float) -> int:
 
 
 def background_residual(
-    img: np.ndarray, *, spacing, smooth_sigma_um: float, background_size_um: float
+    img: np.ndarray, *, spacing, smooth_sigma_um: float, background_size_um: float,
+    origin_px: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Smoothed image minus its large-scale background, float32.
 
@@ -363,6 +382,13 @@ def background_residual(
     background_size_um : float
         Window side of the grey opening that estimates the background (0 = no
         background removal, the residual is the smoothed image minus its median).
+    origin_px : (int, int)
+        Pixel (y, x) of a larger image that is ``img``'s first pixel, when
+        ``img`` is a window of it: the opening's min-pooled blocks
+        (:func:`background_block_px`) are then the larger image's, so that
+        farther than :func:`background_reach_um` (plus the smoothing) from
+        the window's edges the residual equals the larger image's.
+        ``(0, 0)`` for a whole image.
 
     Returns
     -------
@@ -376,6 +402,7 @@ def background_residual(
     >>> bool(r[32, 32] > 90 and abs(r[5, 5]) < 5)
     True
     """
+    origin = check_origin(origin_px, "origin_px", ValueError)
     f = np.asarray(img, dtype=np.float32)
     spacing = np.asarray(spacing, dtype=float)
     if smooth_sigma_um > 0:
@@ -383,7 +410,7 @@ def background_residual(
     if background_size_um <= 0:
         return f - np.float32(np.median(f))
     size = np.minimum(_window_px(background_size_um, spacing), np.asarray(f.shape) * 2 - 1)
-    return f - _background(f, size)
+    return f - _background(f, size, (0,) * (f.ndim - 2) + origin)
 
 
 def threshold_sample_stride(n_pixels: int) -> int:
@@ -633,7 +660,7 @@ def segment_gfp_cells(
     reference = _check_reference(reference, img.shape)
     resid = background_residual(
         img, spacing=(px, px), smooth_sigma_um=params.smooth_sigma_um,
-        background_size_um=params.background_size_um,
+        background_size_um=params.background_size_um, origin_px=params.origin_px,
     )
     thr, med = _threshold(resid, params)
     px2 = px * px
@@ -693,7 +720,7 @@ def segment_gfp_cells_3d(
         raise ValueError(f"reference must be (N, Z, Y, X) matching {img.shape}; got {ref.shape}")
     resid = background_residual(
         img, spacing=spacing, smooth_sigma_um=params.smooth_sigma_um,
-        background_size_um=params.background_size_um,
+        background_size_um=params.background_size_um, origin_px=params.origin_px,
     )
     thr, med = _threshold(resid, params)
     lab = _split_and_outline(resid, resid > thr, spacing=spacing, params=params, min_px=4, fallback=med)
