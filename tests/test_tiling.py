@@ -142,8 +142,8 @@ def _same_label_images(a: np.ndarray, b: np.ndarray) -> None:
 
 @pytest.mark.parametrize("kind", ["gfp_cells", "astrocytes"])
 def test_cord_identical_objects(cord, kind):
-    # thresholds are the whole image's (global pre-pass), windows are block-aligned and
-    # wide enough for the background's reach: the same objects, pixel for pixel
+    # thresholds are the whole image's (global pre-pass), background blocks anchored on the
+    # whole image (origin_px), windows wide enough for its reach: the same objects, pixel for pixel
     _, whole, tiled = cord
     a, b = whole.tables[kind], tiled.tables[kind]
     assert len(a) == len(b) > 40

@@ -30,12 +30,11 @@ bleed-through coefficient and the puncta detector's calibration (noise
 floor of the response, single-spot width and the unresolved-pair test's
 levels, measured on the image's isolated spots) are computed once, in a
 pass over the windows before the analysis, and given to every tile: no
-tile uses statistics of its own window for these. Window origins are
-multiples of the background blocks of GFP+ cells, astrocytes and the GFAP
-area fraction (a few pixels); the puncta noise grid and two-spot fits and
-the motor neurons' background bins are anchored on the whole image through
-``origin_px``. With an overlap that covers the filters' reach, GFP+ cells,
-astrocytes and puncta come out object for object (puncta to rounding,
+tile uses statistics of its own window for these. The background blocks of
+GFP+ cells, astrocytes and the GFAP area fraction, the puncta noise grid and
+two-spot fits and the motor neurons' background bins are anchored on the
+whole image through ``origin_px``. With an overlap that covers the filters'
+reach, GFP+ cells, astrocytes and puncta come out object for object (puncta to rounding,
 ~1e-13 µm) as in a whole-image analysis. The motor neurons' 60 µm background
 opening reaches beyond the overlap, so soma areas may differ slightly
 (~0.2 %, see ``tests/test_tiling.py``).
@@ -193,28 +192,6 @@ def default_overlap_um(config: Config | None = None, *, section: str = "cord") -
     if section == "muscle":
         return float(2.0 * math.sqrt(cfg.fibers.max_area_um2 / math.pi))
     raise ValueError(f"section must be 'cord' or 'muscle'; got {section!r}")
-
-
-def _align_px(cfg: Config, px: float, section: str) -> int:
-    """Window-origin alignment (pixels) under which block-pooled filters match the whole image.
-
-    The least common multiple of the block sizes of the background openings
-    of GFP+ cells, astrocytes and the GFAP area fraction (pooled from the
-    window's origin). The puncta noise grid and the motor-neuron background
-    bins are anchored on the whole image's through ``origin_px`` and need no
-    alignment.
-    """
-    if section != "cord":
-        return 1
-    from .segment.astrocytes import GFAP_AREA_WINDOW_UM
-    from .segment.gfp_cells import background_block_px
-
-    sizes = [
-        background_block_px(cfg.gfp_cells.background_size_um, px),
-        background_block_px(cfg.astrocytes.background_size_um, px),
-        background_block_px(GFAP_AREA_WINDOW_UM, px),
-    ]
-    return math.lcm(*sizes)
 
 
 def estimated_memory_bytes(stack: Stack) -> int:
@@ -474,8 +451,8 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
       astrocytes (:func:`~spinalquant.segment.astrocytes.soma_threshold`)
       are **the whole image's**: each window's background residual (soma
       response) is exact in its core, because the overlap covers the
-      background's reach and windows are block-aligned, and the cores
-      contribute exactly the pixels of the whole image's regular subsample
+      background's reach and its blocks are the whole image's
+      (``origin_px``), and the cores contribute exactly the pixels of the whole image's regular subsample
       ``ravel()[::stride]``, in the same order;
     * so is the threshold of the GFAP area fraction
       (:func:`~spinalquant.segment.astrocytes.area_threshold`): its sample
@@ -547,17 +524,19 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
     for tile in tiles:
         ts = _tile_stack(stack, tile, sub_cfg, best, channels=idx)
         planes = {m: marker_plane(ts, sub_cfg, m) for m in markers}
+        origin = (tile.window[0], tile.window[2])
         if want_g:
             resid = gc.background_residual(planes["gfp"], spacing=(px, px), smooth_sigma_um=g.smooth_sigma_um,
-                                           background_size_um=g.background_size_um)
+                                           background_size_um=g.background_size_um, origin_px=origin)
             r, c, j = _sample_positions(tile, w, sg)
             samp_g[j] = resid[r, c]
         if want_a:
-            resp = astro.soma_response(planes["gfap"], pixel_size_um=px, params=a)
+            resp = astro.soma_response(planes["gfap"], pixel_size_um=px,
+                                       params=dataclasses.replace(a, origin_px=origin))
             r, c, j = _sample_positions(tile, w, sa)
             samp_a[j] = resp[r, c]
         if want_f:
-            resid = astro.gfap_residual(planes["gfap"], pixel_size_um=px)
+            resid = astro.gfap_residual(planes["gfap"], pixel_size_um=px, origin_px=origin)
             _area_sample(resid, tile, w, sf, roi_mask, rows_before, samp_f)
             (cy0, cy1, cx0, cx1), (wy0, wx0) = tile.core, (tile.window[0], tile.window[2])
             rows = np.arange(-(-cy0 // row_step) * row_step, cy1, row_step) - wy0
@@ -567,7 +546,7 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
                 diffs.append((a_[:, cx0 - wx0 + 1:x_end - wx0 + 1] - a_[:, cx0 - wx0:x_end - wx0]).ravel())
         if want_m:
             fg = mns.foreground(planes["chat"], pixel_size_um=px,
-                                params=dataclasses.replace(mn, origin_px=(tile.window[0], tile.window[2])))
+                                params=dataclasses.replace(mn, origin_px=origin))
             r, c, j = _sample_positions(tile, w, sm)
             samp_m[j] = fg[r, c]
         if want_p:
@@ -717,7 +696,7 @@ def analyze_tiled(
             f"{stack.name}: ROI mask shape {tuple(roi_mask.shape)} does not match the image {shape_yx}"
         )
     tiles = tile_grid(shape_yx, tile_px=max(1, round(tile_um / px)),
-                      margin_px=math.ceil(overlap / px), align_px=_align_px(cfg, px, kind))
+                      margin_px=math.ceil(overlap / px))
 
     tile_cfg = cfg
     if kind == "muscle":
@@ -781,7 +760,8 @@ def analyze_tiled(
                 cmask &= troi
             n_px = int(cmask.sum())
             if n_px:
-                f = gfap_area_fraction(res.planes["gfap"], pixel_size_um=px, mask=cmask, threshold=area_thr)
+                f = gfap_area_fraction(res.planes["gfap"], pixel_size_um=px, mask=cmask, threshold=area_thr,
+                                       origin_px=(tile.window[0], tile.window[2]))
                 gfap_area[0] += round(float(f) * n_px)  # a pixel count
                 gfap_area[1] += n_px
 
@@ -836,10 +816,16 @@ def analyze_tiled(
 
 
 def _at_origin(cfg: Config, tile: Tile) -> Config:
-    """``cfg`` with the puncta fits and the motor-neuron background told where the window lies."""
+    """``cfg`` told where the window lies (``origin_px`` of every block- or grid-anchored step).
+
+    The puncta fits and noise grid and the background blocks of GFP+ cells,
+    astrocytes and motor neurons are then the whole image's.
+    """
     origin = (tile.window[0], tile.window[2])
     return dataclasses.replace(cfg, puncta=dataclasses.replace(cfg.puncta, origin_px=origin),
-                               motor_neurons=dataclasses.replace(cfg.motor_neurons, origin_px=origin))
+                               motor_neurons=dataclasses.replace(cfg.motor_neurons, origin_px=origin),
+                               gfp_cells=dataclasses.replace(cfg.gfp_cells, origin_px=origin),
+                               astrocytes=dataclasses.replace(cfg.astrocytes, origin_px=origin))
 
 
 def _merge_tile(res: Results, tile: Tile, px: float, shape_yx: tuple[int, int], kind: str,
