@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial import cKDTree
 from scipy.special import erf
 
-from spinalquant.segment.puncta import PunctaParams, detect_puncta, local_noise
+from spinalquant.segment.puncta import PunctaParams, detect_puncta, local_noise, spot_response
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COLUMNS = ["y_px", "x_px", "y_um", "x_um", "amplitude", "snr"]
@@ -137,6 +137,52 @@ def test_local_noise_is_robust_to_spots_and_follows_variance():
     assert np.median(sd[:, :80]) == pytest.approx(1.0, rel=0.15)
     assert np.median(sd[:, 120:]) == pytest.approx(3.0, rel=0.15)
     assert np.abs(np.median(med)) < 0.2
+
+
+@pytest.mark.parametrize(("ps", "need_recall"), [(0.5, 0.98), (0.7, 0.88)])
+def test_dense_puncta_do_not_inflate_the_noise_estimate(ps, need_recall):
+    # ventral-horn neuropil density, 0.05 puncta/µm², from the independent generator:
+    # with the tiles' plain median and MAD the response's sigma read 47-53 % above
+    # the same generator's spot-free field (seeds 34-37), and 0.7 µm/px recall was
+    # 0.80-0.83; without the pixels near spots (module notes, step 4) 1.03-1.08, 0.91-0.93
+    import independent_phantoms as ip  # tests/ is on sys.path
+
+    from spinalquant.measure.matching import match_points
+    from spinalquant.segment.puncta import isolated_spots, noise_window_px
+
+    kw = dict(pixel_size_um=ps, n_somata=0, snr=20.0, bg="flat")
+    ph = ip.puncta_field(34, neuropil_density_per_um2=0.05, **kw)
+    free = ip.puncta_field(34, neuropil_density_per_um2=0.0, **kw).projection()
+    dense = ph.projection()
+    sd = [np.median(isolated_spots(im, pixel_size_um=ps)["noise_sd"]) for im in (dense, free)]
+    assert sd[0] / sd[1] <= 1.10, sd
+    # the public helper says the same with the spot scale, and shows the inflation without it
+    sigma, window = PunctaParams().sigma_px(ps), noise_window_px(ps)
+    resp = [spot_response(im, sigma_px=sigma) for im in (dense, free)]
+    ref = np.median(local_noise(resp[1], window_px=window)[1])
+    assert np.median(local_noise(resp[0], window_px=window)[1]) / ref >= 1.3
+    assert np.median(local_noise(resp[0], window_px=window, spot_sigma_px=sigma)[1]) / ref <= 1.10
+    out = detect_puncta(dense, pixel_size_um=ps)
+    m = match_points(out[["y_um", "x_um"]].to_numpy(), ph.truth[["y_um", "x_um"]].to_numpy(),
+                     max_dist=1.0)
+    assert m["recall"] >= need_recall and m["precision"] >= 0.99, m
+
+
+def test_edge_pixels_noise_gain():
+    # the filters repeat the edge pixels: in white noise the response is noisier on the
+    # outermost rows and columns than inside, and the significance accounts for that
+    from spinalquant.segment.puncta import _edge_gain
+
+    h, w, sigma = 30, 23, 0.9
+    var = np.zeros((h, w))
+    for k in range(h * w):  # the response's variance: the sum of its squared impulse responses
+        unit = np.zeros((h, w))
+        unit.flat[k] = 1.0
+        var += spot_response(unit, sigma_px=sigma).astype(np.float64) ** 2
+    yy, xx = np.mgrid[:h, :w]
+    gain = _edge_gain((h, w), sigma, 3.0, yy.ravel(), xx.ravel()).reshape(h, w)
+    np.testing.assert_allclose(gain, np.sqrt(var / var[15, 11]), rtol=1e-4)
+    assert gain[0, 11] > 1.1 and gain[15, 11] == pytest.approx(1.0)
 
 
 # ----------------------------------------------------------- synthetic fields
