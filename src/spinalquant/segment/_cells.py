@@ -30,6 +30,7 @@ __all__ = [
     "ellipsoid",
     "filter_and_relabel",
     "grow_box",
+    "merge_without_neck",
     "open_disk",
     "outline_objects",
     "resplit",
@@ -144,7 +145,91 @@ def split_component(comp: np.ndarray, values: np.ndarray, *, spacing, min_sep_um
     markers, m = ndi.label(peak)  # a plateau of equal maxima is one marker
     if m <= 1:
         return comp.astype(np.int32), 1
-    return watershed(-surface, markers, mask=comp).astype(np.int32), m
+    lab = watershed(-surface, markers, mask=comp).astype(np.int32)
+    if how == "distance":
+        lab, m = merge_without_neck(lab, surface, m)
+    return lab, m
+
+
+#: Two distance-watershed regions are one cell unless the distance transform
+#: dips between them below this fraction of the lower of their two peaks.
+NECK_RATIO = 0.9
+
+
+def merge_without_neck(lab: np.ndarray, surface: np.ndarray, m: int, *,
+                       ratio: float = NECK_RATIO) -> tuple[np.ndarray, int]:
+    """Merge neighbouring regions of a distance watershed that have no neck between them.
+
+    Two touching cells meet at a neck: along the watershed line the distance
+    transform (``surface``) drops below both cells' inscribed radii (two equal
+    discs whose centres are 0.87 radii apart, overlapping by more than half,
+    still dip to 0.9 of the radius). A ragged outline of *one* noisy cell can also give the distance
+    transform two maxima, but the line between them then crosses the cell at
+    nearly its full width. Neighbours whose highest saddle reaches ``ratio``
+    times the lower of their peaks are therefore merged.
+
+    Parameters
+    ----------
+    lab : ndarray of int, shape (Y, X) or (Z, Y, X)
+        Regions ``1..m`` of one component (0 outside).
+    surface : ndarray of float, same shape
+        The (smoothed) distance transform the watershed ran on.
+    m : int
+        Number of regions.
+    ratio : float
+        Saddle / lower peak at or above which two regions are one.
+
+    Returns
+    -------
+    (ndarray of int32, int)
+        Regions renumbered ``1..k`` and ``k``.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:20, :40]
+    >>> two = (np.hypot(yy - 10, xx - 10) < 8) | (np.hypot(yy - 10, xx - 26) < 8)
+    >>> one = two | ((yy > 3) & (yy < 17) & (xx > 10) & (xx < 26))  # no neck
+    >>> lab = np.where(xx < 18, 1, 2) * two
+    >>> surface = ndi.distance_transform_edt(two)
+    >>> merge_without_neck(lab, surface, 2)[1]
+    2
+    >>> merge_without_neck(np.where(xx < 18, 1, 2) * one, ndi.distance_transform_edt(one), 2)[1]
+    1
+    """
+    if m <= 1:
+        return lab.astype(np.int32, copy=False), int(m)
+    surface = np.asarray(surface, float)
+    peak = ndi.maximum(surface, lab, np.arange(1, m + 1))
+    peak = np.asarray(peak, float)
+    saddle: dict[tuple[int, int], float] = {}
+    for axis in range(lab.ndim):
+        a = np.moveaxis(lab, axis, 0)
+        sv = np.moveaxis(surface, axis, 0)
+        la, lb = a[:-1], a[1:]
+        edge = (la != lb) & (la > 0) & (lb > 0)
+        if not edge.any():
+            continue
+        pa, pb = la[edge], lb[edge]
+        v = np.minimum(sv[:-1][edge], sv[1:][edge])
+        lo, hi = np.minimum(pa, pb), np.maximum(pa, pb)
+        for i, j, val in zip(lo.tolist(), hi.tolist(), v.tolist(), strict=True):
+            if val > saddle.get((i, j), -np.inf):
+                saddle[(i, j)] = val
+    parent = list(range(m + 1))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for (i, j), val in saddle.items():
+        if val >= ratio * min(peak[i - 1], peak[j - 1]):
+            parent[root(j)] = root(i)
+    roots = np.array([root(i) for i in range(m + 1)])
+    _, new = np.unique(roots, return_inverse=True)  # 0 stays 0 (root of 0 is 0)
+    out = new.astype(np.int32)[lab]
+    return out, int(new.max())
 
 
 def open_disk(obj: np.ndarray, radius_um: float, spacing) -> np.ndarray:
