@@ -59,7 +59,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
-from skimage import filters, measure, morphology, segmentation, transform
+from skimage import filters, graph, measure, morphology, segmentation, transform
 
 from .. import _validate as check
 
@@ -78,6 +78,14 @@ _MAD_TO_SIGMA = 1.4826
 # a nucleus is enclosed by cytoplasm on most of its outline (a gap in a thin rim
 # is a small part of it); a notch between dendrite stumps is open on one side
 _MIN_ENCLOSURE = 0.7
+# the soma body is the opening of each soma by a disk of this fraction of its
+# inscribed radius: it keeps a round or lobed body whole and takes off every
+# process narrower than the soma's radius
+_BODY_FRACTION = 0.5
+# the outline band (inside) and ring (outside, beyond the blur of the edge)
+# whose brightness difference is a soma's edge contrast, µm
+_EDGE_BAND_UM = 2.0
+_EDGE_RING_UM = (1.0, 3.0)
 _COLUMNS = ("label", "y_um", "x_um", "area_um2", "perimeter_um", "equivalent_diameter_um")
 
 
@@ -117,6 +125,20 @@ class MotorNeuronParams:
     split_prominence_um : float
         A distance-transform maximum must rise this much above the saddle to a
         higher one to seed its own soma (stops over-splitting elongated somata).
+    stump_length_ratio : float or None
+        A process leaving the soma body (the soma opened by a disk of half its
+        inscribed radius) that is longer than this many times its own width at
+        the base is a dendrite, not a stump: it is cut off at the body. Short
+        stumps (about as long as wide, as in manual outlines) stay. None keeps
+        every process wider than ``dendrite_width_um``.
+    edge_contrast : float
+        A soma has a sharp outline: the median brightness of its outermost
+        ``_EDGE_BAND_UM`` inside its outline must exceed that of a ring just
+        outside it by at least this fraction of the seed level (the hysteresis
+        ``high`` level above the median; both on the ``smooth_um`` image).
+        Smooth background swellings (autofluorescent haze, uneven staining
+        tens of µm across) that pass the thresholds change little over a few
+        µm and are dropped. 0 keeps every object.
     exclude_border : bool
         Drop somata touching the image edge (their area is unknown).
     nucleus_level : float
@@ -145,6 +167,8 @@ class MotorNeuronParams:
     dendrite_width_um: float = 1.5
     min_separation_um: float | None = None
     split_prominence_um: float = 1.5
+    stump_length_ratio: float | None = 2.5
+    edge_contrast: float = 0.45
     exclude_border: bool = False
     nucleus_level: float = 0.2
     fixed_levels: tuple[float, float, float, float] | None = None
@@ -155,11 +179,12 @@ class MotorNeuronParams:
             v = getattr(self, key)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"MotorNeuronParams.{key} must be a positive number; got {v!r}")
-        for key in ("min_area_um2", "max_hole_area_um2", "split_prominence_um"):
+        for key in ("min_area_um2", "max_hole_area_um2", "split_prominence_um", "edge_contrast"):
             v = getattr(self, key)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"MotorNeuronParams.{key} must be >= 0; got {v!r}")
-        for key in ("max_area_um2", "background_radius_um", "min_separation_um", "outline_smooth_um"):
+        for key in ("max_area_um2", "background_radius_um", "min_separation_um", "outline_smooth_um",
+                    "stump_length_ratio"):
             v = getattr(self, key)
             if v is not None and not (np.isfinite(v) and v > 0):
                 raise ValueError(f"MotorNeuronParams.{key} must be positive or None; got {v!r}")
@@ -502,6 +527,68 @@ def _fill_holes(mask: np.ndarray, max_px: int) -> np.ndarray:
     return mask | fill[bg]
 
 
+def _cut_dendrites(labels: np.ndarray, ps: float, ratio: float) -> np.ndarray:
+    """Remove from each soma the processes longer than ``ratio`` times their base width.
+
+    The body of a soma is its opening by a disk of ``_BODY_FRACTION`` of its
+    inscribed radius; each connected piece outside the body is a process, of
+    length its largest geodesic distance (µm) from the body and width twice its
+    largest distance to the soma's outline. Returns new labels.
+    """
+    out = labels.copy()
+    for index, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        pad = 2
+        own = np.pad(labels[sl] == index, pad)
+        dt = ndi.distance_transform_edt(own) * ps
+        body = ndi.binary_opening(own, structure=_disk(_BODY_FRACTION * float(dt.max()) / ps))
+        if not body.any():
+            continue
+        procs, n = ndi.label(own & ~body, structure=np.ones((3, 3)))
+        if n == 0:
+            continue
+        # geodesic distance from the body inside the soma (µm)
+        geo, _ = graph.MCP_Geometric(np.where(own, 1.0, np.inf)).find_costs(np.argwhere(body))
+        geo = np.where(own, geo, 0.0) * ps
+        idx = np.arange(1, n + 1)
+        length = ndi.maximum(geo, procs, idx)
+        width = 2.0 * ndi.maximum(dt, procs, idx)
+        cut = np.r_[False, np.asarray(length) > ratio * np.asarray(width)]
+        if cut.any():
+            drop = cut[procs][pad:-pad, pad:-pad]
+            out[sl][drop] = 0
+    return out
+
+
+def _edge_steps(labels: np.ndarray, smoothed: np.ndarray, ps: float,
+                which: np.ndarray | None = None) -> np.ndarray:
+    """Brightness step at each label's outline (index = label; inf where not measured).
+
+    Only labels where ``which`` (boolean, indexed by label) is true are measured.
+
+    Median of ``smoothed`` over the label's pixels within ``_EDGE_BAND_UM`` of
+    its outline minus the median over the unlabelled pixels ``_EDGE_RING_UM``
+    outside it (the whole label, or the ring, when either is empty).
+    """
+    steps = np.full(int(labels.max()) + 1, np.inf)
+    m = int(np.ceil(_EDGE_RING_UM[1] / ps)) + 2
+    for index, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None or (which is not None and not which[index]):
+            continue
+        box = tuple(slice(max(a.start - m, 0), a.stop + m) for a in sl)
+        own = labels[box] == index
+        inside = ndi.distance_transform_edt(own) * ps
+        outside = ndi.distance_transform_edt(~own) * ps
+        band = own & (inside <= _EDGE_BAND_UM)
+        ring = (outside >= _EDGE_RING_UM[0]) & (outside <= _EDGE_RING_UM[1]) & (labels[box] == 0)
+        values = smoothed[box]
+        if not band.any() or not ring.any():
+            continue
+        steps[index] = float(np.median(values[band]) - np.median(values[ring]))
+    return steps
+
+
 def _split_somata(mask: np.ndarray, ps: float, prm: MotorNeuronParams,
                   close_fp: np.ndarray) -> np.ndarray:
     """Nucleus filling, dendrite opening and watershed splitting of one crop (labels 1..n)."""
@@ -524,6 +611,8 @@ def _split_somata(mask: np.ndarray, ps: float, prm: MotorNeuronParams,
     if unseeded.any():
         extra, _ = ndi.label(unseeded)
         labels = np.where(unseeded, extra + labels.max(), labels)
+    if prm.stump_length_ratio is not None:
+        labels = _cut_dendrites(labels, ps, prm.stump_length_ratio)
     return labels.astype(np.int32)
 
 
@@ -600,6 +689,9 @@ def segment_motor_neurons(
     bad = areas < prm.min_area_um2
     if prm.max_area_um2 is not None:
         bad |= areas > prm.max_area_um2
+    if prm.edge_contrast > 0:
+        # every label bounds the others' rings; only those still kept are measured
+        bad |= _edge_steps(labels, smoothed, ps, ~bad) < prm.edge_contrast * (high - med)
     bad[0] = True
     labels[bad[labels]] = 0
     relabelled, _, _ = segmentation.relabel_sequential(labels)
