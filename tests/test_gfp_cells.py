@@ -10,7 +10,7 @@ import pytest
 
 from spinalquant.errors import ConfigError
 from spinalquant.measure.colocalization import measure_gfp_cells
-from spinalquant.measure.matching import match_labels, match_points
+from spinalquant.measure.matching import match_labels, match_points, matched_area_errors
 from spinalquant.segment.gfp_cells import (
     GfapPositivityParams,
     GfpCellParams,
@@ -25,19 +25,6 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 # ------------------------------------------------------------- helpers
-def _area_errors(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Relative area error (pred / truth - 1) of every pair matched at IoU > 0.5 (unique)."""
-    p_ids, p_inv = np.unique(pred.ravel(), return_inverse=True)
-    t_ids, t_inv = np.unique(truth.ravel(), return_inverse=True)
-    pair, inter = np.unique(p_inv.astype(np.int64) * len(t_ids) + t_inv, return_counts=True)
-    pi, ti = np.divmod(pair, len(t_ids))
-    pa, ta = np.bincount(p_inv), np.bincount(t_inv)
-    ok = (p_ids[pi] != 0) & (t_ids[ti] != 0)
-    pi, ti, inter = pi[ok], ti[ok], inter[ok]
-    good = inter / (pa[pi] + ta[ti] - inter) > 0.5
-    return pa[pi[good]] / ta[ti[good]] - 1.0
-
-
 def test_area_error_helper():
     t = np.zeros((20, 20), int)
     t[2:8, 2:8] = 1
@@ -45,7 +32,7 @@ def test_area_error_helper():
     p = np.zeros_like(t)
     p[2:8, 2:9] = 5
     p[0:2, 0:2] = 6
-    np.testing.assert_allclose(_area_errors(p, t), [42 / 36 - 1])
+    np.testing.assert_allclose(matched_area_errors(p, t), [42 / 36 - 1])
 
 
 # ------------------------------------------------------------- real nuclei
@@ -66,7 +53,7 @@ def test_stardist_dsb2018_f1_and_area():
     truth = tifffile.imread(folder / "tests_mask2d.tif")
     lab = segment_gfp_cells(img, pixel_size_um=1.5)
     r = match_labels(lab, truth, iou=0.5)
-    err = _area_errors(lab, truth)
+    err = matched_area_errors(lab, truth)
     assert r["f1"] >= 0.85, r
     assert np.mean(np.abs(err)) <= 0.15, np.mean(err)
     assert abs(np.mean(err)) <= 0.12, np.mean(err)
@@ -108,7 +95,7 @@ def _evaluate(seed, snr, n_cells, px, *, n_granules=20, shape=(640, 640)):
     if len(spurious) and len(gr):
         d = np.hypot(*(spurious[:, None, :] - gr[None, :, :]).transpose(2, 0, 1))
         on_granule = int(np.sum(d.min(axis=1) < 3.0))
-    err = _area_errors(lab, t_lab)
+    err = matched_area_errors(lab, t_lab)
     return m, len(table), len(truth), pct, pct_true, on_granule, pos, err
 
 

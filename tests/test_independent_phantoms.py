@@ -24,7 +24,7 @@ import pytest
 
 import spinalquant as sq
 from spinalquant.measure.colocalization import measure_gfp_cells
-from spinalquant.measure.matching import match_labels, match_points
+from spinalquant.measure.matching import match_labels, match_points, matched_area_errors
 from spinalquant.measure.morphology import measure_fibers
 from spinalquant.segment.fibers import FiberParams, segment_fibers
 from spinalquant.segment.gfp_cells import segment_gfp_cells
@@ -35,20 +35,6 @@ tifffile = pytest.importorskip("tifffile")
 
 
 # ------------------------------------------------------------------ scoring
-def matched_area_errors(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """pred_area / true_area - 1 for every pair overlapping at IoU > 0.5 (unique pairs)."""
-    t_ids, t_inv = np.unique(truth.ravel(), return_inverse=True)
-    p_ids, p_inv = np.unique(pred.ravel(), return_inverse=True)
-    code = p_inv.astype(np.int64) * len(t_ids) + t_inv
-    pair, inter = np.unique(code, return_counts=True)
-    pi, ti = np.divmod(pair, len(t_ids))
-    pa, ta = np.bincount(p_inv), np.bincount(t_inv)
-    ok = (p_ids[pi] != 0) & (t_ids[ti] != 0)
-    pi, ti, inter = pi[ok], ti[ok], inter[ok]
-    good = inter / (pa[pi] + ta[ti] - inter) > 0.5
-    return pa[pi[good]] / ta[ti[good]] - 1.0
-
-
 def within_5_percent(n_found: int, n_true: int) -> bool:
     """The issue's per-image count target (one object off fails for fewer than 20)."""
     return abs(n_found - n_true) <= 0.05 * n_true
