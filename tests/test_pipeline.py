@@ -34,6 +34,11 @@ def test_cord_figures_against_truth(cord):
     true_pct = 100 * t["gfp_cells"]["gfap_positive"].mean()
     assert abs(s["pct_gfp_gfap"] - true_pct) <= 5.0
     assert s["pct_gfp_gfap"] == pytest.approx(100 * s["n_gfp_gfap_cells"] / s["n_gfp_cells"])
+    # the bleed-through subtracted before the calls is reported with them (phantom: 8 %
+    # of the GFP signal; the estimate is in raw counts, so only its range is checked)
+    coef = res.tables["gfp_cells"]["bleed_coefficient"].dropna().unique()
+    assert len(coef) == 1 and s["gfap_bleed_coefficient"] == pytest.approx(coef[0])
+    assert 0.0 < s["gfap_bleed_coefficient"] < 0.5
     assert s["n_motor_neurons"] == len(t["motor_neurons"])
     m = match_points(_yx(res.tables["motor_neurons"]), _yx(t["motor_neurons"]), max_dist=6.0)
     assert m["f1"] >= 0.95

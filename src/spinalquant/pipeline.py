@@ -162,7 +162,9 @@ def cord_counts(tables: dict[str, pd.DataFrame], *, area_mm2: float,
         The area the densities are per: the ROI's, else the image's.
     gfap_called : bool
         Whether GFP cells were called GFAP+/− (the image has a GFAP channel);
-        otherwise ``n_gfp_gfap_cells`` and ``pct_gfp_gfap`` stay None.
+        otherwise ``n_gfp_gfap_cells``, ``pct_gfp_gfap`` and
+        ``gfap_bleed_coefficient`` (the bleed-through subtracted before the
+        calls, from the cells' ``bleed_coefficient`` column) stay None.
 
     Returns
     -------
@@ -187,6 +189,9 @@ def cord_counts(tables: dict[str, pd.DataFrame], *, area_mm2: float,
             npos = int(t["gfap_positive"].fillna(False).astype(bool).sum())
             out["n_gfp_gfap_cells"] = npos
             out["pct_gfp_gfap"] = 100.0 * npos / n if n else None
+            # the GFP->GFAP bleed-through subtracted before the calls (set or estimated)
+            coef = t["bleed_coefficient"].dropna() if "bleed_coefficient" in t else ()
+            out["gfap_bleed_coefficient"] = float(coef.iloc[0]) if len(coef) else None
     if "astrocytes" in tables:
         out["n_astrocytes"] = len(tables["astrocytes"])
         out["astrocytes_per_mm2"] = per_mm2(len(tables["astrocytes"]))

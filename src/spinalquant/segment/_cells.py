@@ -186,9 +186,10 @@ def merge_without_neck(lab: np.ndarray, surface: np.ndarray, m: int, *,
 
     Examples
     --------
+    >>> from scipy import ndimage as ndi
     >>> yy, xx = np.mgrid[:20, :40]
     >>> two = (np.hypot(yy - 10, xx - 10) < 8) | (np.hypot(yy - 10, xx - 26) < 8)
-    >>> one = two | ((yy > 3) & (yy < 17) & (xx > 10) & (xx < 26))  # no neck
+    >>> one = two | ((yy > 1) & (yy < 19) & (xx > 10) & (xx < 26))  # no neck
     >>> lab = np.where(xx < 18, 1, 2) * two
     >>> surface = ndi.distance_transform_edt(two)
     >>> merge_without_neck(lab, surface, 2)[1]
