@@ -150,9 +150,11 @@ def test_fixed_levels_reproduce_the_image_own_and_change_the_outlines():
     assert base.max() == 5 and np.array_equal(same, base)
     low, high, floor, med = levels
     tight = (low, high, floor + 0.9 * (low - floor), med)  # a higher floor for the nucleus
-    lower = segment_motor_neurons(img, pixel_size_um=ps, params=MotorNeuronParams(
-        fixed_levels=(0.5 * low + 0.5 * floor, high, floor, med)))
-    assert np.count_nonzero(lower) != np.count_nonzero(base)
+    # each soma is cut half way between its surround (at least the median) and
+    # its brightness, far above the extent level: a higher median moves the cut
+    higher = segment_motor_neurons(img, pixel_size_um=ps, params=MotorNeuronParams(
+        fixed_levels=(low, high, floor, med + 0.5 * (floor - med))))
+    assert np.count_nonzero(higher) != np.count_nonzero(base)
     assert MotorNeuronParams(fixed_levels=tight).fixed_levels == tuple(float(v) for v in tight)
     with pytest.raises(ValueError, match="fixed_levels"):
         MotorNeuronParams(fixed_levels=(high, low, floor, med))  # low above high

@@ -2,8 +2,8 @@
 
 Method (every scale in µm, converted with the pixel size):
 
-1. **Background.** A smooth background is estimated at a scale of several soma
-   diameters (``background_radius_um``, default 3 x ``soma_diameter_um``): the
+1. **Background.** A smooth background is estimated at a scale just above the
+   largest soma (``background_radius_um``, default 1.5 x ``soma_diameter_um``): the
    image is block-averaged to ~2 µm bins, opened with a disk of that radius
    (which removes every soma, whatever its brightness), smoothed and upsampled,
    then subtracted. This removes vignetting and tissue autofluorescence.
@@ -86,6 +86,10 @@ _BODY_FRACTION = 0.5
 # whose brightness difference is a soma's edge contrast, µm
 _EDGE_BAND_UM = 2.0
 _EDGE_RING_UM = (1.0, 3.0)
+# rounds of the local-base estimate of each object's half-maximum cut, and its
+# ring (µm outside the cut: beyond the blur of the soma's own edge)
+_LOCAL_ROUNDS = 6
+_LOCAL_RING_UM = (2.0, 5.0)
 _COLUMNS = ("label", "y_um", "x_um", "area_um2", "perimeter_um", "equivalent_diameter_um")
 
 
@@ -104,7 +108,10 @@ class MotorNeuronParams:
         Typical soma diameter; sets the default background scale and the
         minimum separation of touching somata.
     background_radius_um : float or None
-        Radius of the background opening (µm); default 3 x ``soma_diameter_um``.
+        Radius of the background opening (µm); default 1.5 x ``soma_diameter_um``
+        (30 µm: larger than the largest soma's radius, small enough that
+        autofluorescent haze and uneven staining tens of µm across go to the
+        background).
     smooth_um : float
         Gaussian sigma (µm) of the noise smoothing before thresholding.
     outline_smooth_um : float or None
@@ -168,7 +175,7 @@ class MotorNeuronParams:
     min_separation_um: float | None = None
     split_prominence_um: float = 1.5
     stump_length_ratio: float | None = 2.5
-    edge_contrast: float = 0.45
+    edge_contrast: float = 0.6
     exclude_border: bool = False
     nucleus_level: float = 0.2
     fixed_levels: tuple[float, float, float, float] | None = None
@@ -229,15 +236,19 @@ def _closing(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
 
 
 def background_radius_um(params: MotorNeuronParams | None = None) -> float:
-    """Radius (µm) of the background opening: ``background_radius_um`` or 3 soma diameters.
+    """Radius (µm) of the background opening: ``background_radius_um`` or 1.5 soma diameters.
+
+    The opening's disk (3 soma diameters across) fits inside no soma, nor a
+    touching pair, so every soma leaves the background; a background swelling
+    wider than the disk stays in it and is subtracted.
 
     Examples
     --------
     >>> background_radius_um()
-    60.0
+    30.0
     """
     prm = MotorNeuronParams() if params is None else params
-    return float(prm.background_radius_um or 3.0 * prm.soma_diameter_um)
+    return float(prm.background_radius_um or 1.5 * prm.soma_diameter_um)
 
 
 def _bin_px(pixel_size_um: float, radius_um: float, bin_um: float) -> int:
@@ -252,7 +263,7 @@ def background_bin_px(pixel_size_um: float, params: MotorNeuronParams | None = N
     Examples
     --------
     >>> background_bin_px(0.5)
-    12
+    6
     """
     return _bin_px(float(pixel_size_um), background_radius_um(params), 2.0)
 
@@ -378,7 +389,8 @@ def _thresholds(smoothed: np.ndarray, k: float) -> tuple[float, float, float]:
 def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *,
                    nucleus_level: float = 0.0, depth_px: float = 1.0,
                    max_hole_px: int = 0, floors: tuple[float, ...] = (),
-                   edge: np.ndarray | None = None) -> np.ndarray:
+                   edge: np.ndarray | None = None,
+                   ring_px: tuple[float, float] | None = None) -> np.ndarray:
     """Objects found by hysteresis (low, high), each cut at half its own brightness.
 
     A dim soma and a bright one then both get their outline at the half-maximum
@@ -403,6 +415,11 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
     With ``edge`` (the same image, less smoothed), each object's pixels above
     its cut on ``edge`` are added too: the corners and tapering tips that the
     heavier smoothing rounds off.
+
+    With ``ring_px`` (inner, outer radius in pixels), the half-maximum is taken
+    above each object's local surround rather than ``base`` (see
+    :func:`_local_base`): a soma on a background swelling is cut at its own
+    edge, not where the swelling falls below the cut.
     """
     cand = filters.apply_hysteresis_threshold(smoothed, low, high)
     lab, _n = ndi.label(cand)
@@ -415,7 +432,10 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
         own = lab[sl] == index
         vals = smoothed[sl][own]
         level = float(np.percentile(vals, 90))
-        cut = max(low, base + 0.5 * (level - base))
+        loc = base
+        if ring_px is not None:
+            loc = _local_base(smoothed, lab, index, sl, level, low, base, ring_px)
+        cut = max(low, loc + 0.5 * (level - loc))
         keep = own & (smoothed[sl] > cut)
         out[sl] |= keep
         if edge is not None:
@@ -430,7 +450,7 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
         keep_b[inner] = keep
         pieces, _ = ndi.label(keep_b)
         for fl in floors or (base,):
-            nuc_cut = max(base + nucleus_level * (level - base), fl)
+            nuc_cut = max(loc + nucleus_level * (level - loc), fl)
             wide_lab, _ = ndi.label(smoothed[box] > nuc_cut)
             wide = np.isin(wide_lab, np.unique(wide_lab[keep_b])) & (wide_lab > 0)
             wide = ndi.binary_fill_holes(np.pad(wide, 1))
@@ -450,6 +470,35 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
     # detection scale rounds off (after the nucleus search: its noise would break
     # the rim that encloses a nucleus)
     return out | fine
+
+
+def _local_base(smoothed: np.ndarray, lab: np.ndarray, index: int, sl: tuple[slice, slice],
+                level: float, low: float, base: float, ring_px: tuple[float, float]) -> float:
+    """The brightness around object ``index`` of ``lab``, at least ``base``.
+
+    The object is cut at half way from the base to its ``level``; the median
+    of the ring ``ring_px`` outside that cut (neighbours and dendrite stumps
+    cover less than half of it) becomes the base, and the cut
+    is repeated until the base stops rising (a few rounds): a background
+    swelling joined to the soma falls outside the cut as the base climbs it.
+    """
+    m = int(np.ceil(ring_px[1])) + 1
+    box = tuple(slice(max(a.start - m, 0), a.stop + m) for a in sl)
+    own = lab[box] == index
+    values = smoothed[box]
+    loc = base
+    for _ in range(_LOCAL_ROUNDS):
+        keep = own & (values > max(low, loc + 0.5 * (level - loc)))
+        if not keep.any():
+            break
+        dist = ndi.distance_transform_edt(~keep)
+        ring = (dist >= ring_px[0]) & (dist <= ring_px[1])
+        new = float(np.median(values[ring])) if ring.any() else loc
+        # a small rise is noise: stop (the base only ever rises)
+        if new <= loc + 0.02 * (level - loc):
+            break
+        loc = min(new, 0.5 * (level + base))  # never above half the object's height
+    return loc
 
 
 def _markers(mask: np.ndarray, dist: np.ndarray, min_sep_px: int, h_um: float) -> np.ndarray:
@@ -667,7 +716,8 @@ def segment_motor_neurons(
     mask = _half_max_mask(smoothed, low, high, med,
                           nucleus_level=prm.nucleus_level, depth_px=prm.smooth_um * 2.0 / ps,
                           max_hole_px=round(prm.max_hole_area_um2 / ps**2),
-                          floors=(floor, med + 0.5 * (floor - med)), edge=edge)
+                          floors=(floor, med + 0.5 * (floor - med)), edge=edge,
+                          ring_px=(_LOCAL_RING_UM[0] / ps, _LOCAL_RING_UM[1] / ps))
 
     # the candidates are sparse: every further step runs on the bounding box of
     # each group of candidates that the closing could join
