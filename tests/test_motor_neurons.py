@@ -127,6 +127,70 @@ def test_nucleus_behind_a_thin_rim_is_part_of_the_soma(ps):
         MotorNeuronParams(nucleus_level=0.6)
 
 
+def _taper(yy, xx, cy, cx, ang, start, length, w0, w1):
+    """Mask of a process leaving (cy, cx) at angle ``ang`` (rad): from ``start``
+    µm out, ``length`` µm long, tapering from ``w0`` to ``w1`` µm wide."""
+    uy, ux = np.sin(ang), np.cos(ang)
+    along = (yy - cy) * uy + (xx - cx) * ux
+    across = np.abs(-(yy - cy) * ux + (xx - cx) * uy)
+    frac = np.clip((along - start) / length, 0, 1)
+    return (along >= start) & (along <= start + length) & (across <= (w0 + (w1 - w0) * frac) / 2)
+
+
+def _noisy(sig, bg, ps, seed):
+    rng = np.random.default_rng(seed)
+    img = rng.poisson(30 * bg + 8 * np.sqrt(39) * ndi.gaussian_filter(sig, 0.4 / ps))
+    return (img * 8 + 100).astype(np.uint16)
+
+
+@pytest.mark.parametrize("ps", [0.35, 0.7])
+def test_background_haze_is_no_soma_and_joins_none(ps):
+    # autofluorescent haze: smooth swellings tens of µm across, one alone (as
+    # bright as a dim soma at its top) and one under a bright soma
+    n = round(220 / ps)
+    yy, xx = np.mgrid[:n, :n] * ps
+    sig = np.zeros((n, n))
+    sig[np.hypot(yy - 60, xx - 60) < 15] = 1.3
+    sig[np.hypot(yy - 160, xx - 150) < 13] = 0.55  # dim (ALS)
+    bg = (1 + 1.0 * np.exp(-(np.hypot(yy - 150, xx - 50) / 25) ** 2 / 2)
+          + 0.8 * np.exp(-(np.hypot(yy - 70, xx - 75) / 30) ** 2 / 2))
+    img = _noisy(sig, bg, ps, seed=round(ps * 10))
+    t = measure_motor_neurons(segment_motor_neurons(img, pixel_size_um=ps), pixel_size_um=ps)
+    assert len(t) == 2, t
+    for cy, cx, r in ((60, 60, 15), (160, 150, 13)):
+        i = np.argmin(np.hypot(t.y_um - cy, t.x_um - cx))
+        assert np.hypot(t.y_um.iloc[i] - cy, t.x_um.iloc[i] - cx) < 2.0
+        assert t.area_um2.iloc[i] == pytest.approx(np.pi * r**2, rel=0.10)
+    # with neither the sharp-edge test nor a soma-scale background, the swelling
+    # is counted (the mechanism this guards against)
+    old = MotorNeuronParams(edge_contrast=0.0, background_radius_um=60.0)
+    assert segment_motor_neurons(img, pixel_size_um=ps, params=old).max() > 2
+
+
+@pytest.mark.parametrize("ps", [0.35, 0.7])
+def test_long_dendrites_cut_short_stumps_kept(ps):
+    n = round(200 / ps)
+    yy, xx = np.mgrid[:n, :n] * ps
+    sig = np.zeros((n, n))
+    body_a = np.hypot(yy - 60, xx - 70) < 14
+    body_b = np.hypot(yy - 140, xx - 130) < 14
+    long_a = _taper(yy, xx, 60, 70, 0.4, 10, 40, 6, 1.5) | _taper(yy, xx, 60, 70, 3.0, 10, 32, 6, 1.5)
+    short_b = _taper(yy, xx, 140, 130, 0.9, 10, 11, 6, 2.5) | _taper(yy, xx, 140, 130, 4.0, 10, 11, 6, 2.5)
+    sig[body_a | long_a | body_b | short_b] = 1.0
+    img = _noisy(sig, np.ones((n, n)), ps, seed=3)
+    t = measure_motor_neurons(segment_motor_neurons(img, pixel_size_um=ps), pixel_size_um=ps)
+    assert len(t) == 2
+    a = t.iloc[np.argmin(np.hypot(t.y_um - 60, t.x_um - 70))]
+    b = t.iloc[np.argmin(np.hypot(t.y_um - 140, t.x_um - 130))]
+    # dendrites 40 and 32 µm long are not the soma; 7 µm stumps are (manual outlines)
+    assert np.hypot(a.y_um - 60, a.x_um - 70) < 1.5
+    assert a.area_um2 == pytest.approx(body_a.sum() * ps**2, rel=0.08)
+    assert b.area_um2 == pytest.approx((body_b | short_b).sum() * ps**2, rel=0.08)
+    kept = segment_motor_neurons(img, pixel_size_um=ps, params=MotorNeuronParams(stump_length_ratio=None))
+    ka = measure_motor_neurons(kept, pixel_size_um=ps)
+    assert ka.area_um2.max() > 1.2 * body_a.sum() * ps**2
+
+
 def test_min_area_parameter_and_border_exclusion():
     ps = 0.5
     img, _ = _scene(ps)
@@ -237,9 +301,9 @@ def test_assign_puncta_rules():
 def test_band_measured_from_the_outline_at_every_pixel_size(ps):
     # a soma whose left edge (a pixel edge) lies at x = 20 µm: puncta 1.9 µm and
     # 2.1 µm outside it, 0.9 µm and 1.1 µm inside it, whatever the pixel size
-    n = int(round(60 / ps))
+    n = round(60 / ps)
     lab = np.zeros((n, n), np.int32)
-    edge_px = int(round(20 / ps))
+    edge_px = round(20 / ps)
     lab[:, edge_px:] = 3
     edge_um = (edge_px - 0.5) * ps
     pts = pd.DataFrame({"y_um": [30.0] * 4, "x_um": edge_um + np.array([-1.9, -2.1, 0.9, 1.1])})
