@@ -5,16 +5,22 @@ Method (every scale in µm, converted with the pixel size):
 1. **Background.** A smooth background is estimated at a scale just above the
    largest soma (``background_radius_um``, default 1.5 x ``soma_diameter_um``): the
    image is block-averaged to ~2 µm bins, opened with a disk of that radius
-   (which removes every soma, whatever its brightness), smoothed and upsampled,
-   then subtracted. This removes vignetting and tissue autofluorescence.
+   (which removes every soma, whatever its brightness, and a touching pair),
+   smoothed and upsampled, then subtracted. This removes vignetting, tissue
+   autofluorescence and uneven neuropil staining (grey vs white matter,
+   antibody penetration) down to swellings a few soma diameters across; the
+   rest of a swelling is handled by the local cut and the edge test below.
 2. **Threshold.** On the background-free image smoothed at ``smooth_um`` the
    threshold is the larger of Otsu's threshold and a noise floor
    ``median + threshold_snr * sigma`` (sigma = 1.4826 x MAD of the smoothed image,
    a robust estimate dominated by background pixels). Otsu separates somata from
    neuropil when somata are a fair part of the image; the noise floor takes
    over when they are few or the image is noisy.
-   Each object is then cut at half its own brightness; the cut is applied at
-   ``smooth_um`` and, added to that, on the image smoothed at the finer
+   Each object is then cut at half way between its local surround and its own
+   brightness: the surround is the median of a ring 2-5 µm outside the cut
+   (at least the image median), re-measured after each cut until it stops
+   rising, so a soma on a background swelling is cut at its own edge, not
+   where the swelling fades. The cut is applied at ``smooth_um`` and, added to that, on the image smoothed at the finer
    ``outline_smooth_um`` (0.5 µm): at ``smooth_um`` alone the blur rounds off
    corners and the tapering tips of dendrite stumps (0.5-1 µm inside the true
    outline there, puncta beside them fall outside the 2 µm band).
@@ -27,16 +33,23 @@ Method (every scale in µm, converted with the pixel size):
    the lower ``nucleus_level`` (nucleus still above it, neuropil below) that
    lies more than two smoothing widths inside that outline, and is filled too.
 4. **Dendrites.** An opening with a disk of diameter ``dendrite_width_um``
-   removes dendrites and axons thinner than that (proximal dendrite stumps,
-   wider, stay with the soma, as in manual outlines).
+   removes dendrites and axons thinner than that. Wider processes are judged
+   by their shape after splitting (step 5): each soma's body is its opening by
+   a disk of half its inscribed radius, and a process beyond the body longer
+   than ``stump_length_ratio`` times its base width is a dendrite and is cut
+   off at the body; a short stump (about as long as wide) stays with the soma,
+   as in manual outlines.
 5. **Touching somata.** Markers are maxima of the Euclidean distance transform
    (µm) at least ``min_separation_um`` apart (default half a soma diameter) and
    at least ``split_prominence_um`` above the saddle to any higher maximum; a
    watershed on the distance transform splits the mask.
-6. **Size.** Regions smaller than ``min_area_um2`` (300 µm², the alpha motor
+6. **Size and edge.** Regions smaller than ``min_area_um2`` (300 µm², the alpha motor
    neuron criterion) are ChAT+ interneurons or gamma motor neurons and are
    dropped; optionally regions larger than ``max_area_um2`` and regions
-   touching the image border.
+   touching the image border. A soma has a sharp outline: the brightness step
+   from a 2 µm band inside its outline to a ring 1-3 µm outside must reach
+   ``edge_contrast`` times the seed level; a background swelling that passed
+   the thresholds changes little over a few µm and is dropped.
 
 Examples
 --------
