@@ -187,7 +187,7 @@ class MotorNeuronParams:
     dendrite_width_um: float = 1.5
     min_separation_um: float | None = None
     split_prominence_um: float = 1.5
-    stump_length_ratio: float | None = 2.5
+    stump_length_ratio: float | None = 3.0
     edge_contrast: float = 0.6
     exclude_border: bool = False
     nucleus_level: float = 0.2
