@@ -75,6 +75,7 @@ from scipy.sparse.csgraph import connected_components
 from skimage import filters, graph, measure, morphology, segmentation, transform
 
 from .. import _validate as check
+from ._cells import grow_box, open_disk
 
 __all__ = [
     "MotorNeuronParams",
@@ -457,7 +458,7 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
             continue
         # the wider outline, on the object's box grown so that it may reach out
         m = int(np.ceil(depth_px)) + 2
-        box = tuple(slice(max(a.start - m, 0), a.stop + m) for a in sl)
+        box = grow_box(sl, (m, m), smoothed.shape)
         inner = tuple(slice(a.start - b.start, a.stop - b.start) for a, b in zip(sl, box, strict=True))
         keep_b = np.zeros(smoothed[box].shape, bool)
         keep_b[inner] = keep
@@ -470,7 +471,7 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
             deep = ndi.distance_transform_edt(wide)[1:-1, 1:-1] > depth_px
             extra, _ = ndi.label(deep & ~keep_b & ~out[box])
             for e, esl in enumerate(ndi.find_objects(extra), start=1):
-                grow = tuple(slice(max(a.start - 1, 0), a.stop + 1) for a in esl)
+                grow = grow_box(esl, (1, 1), extra.shape)
                 blob = extra[grow] == e
                 if blob.sum() > max_hole_px:
                     continue
@@ -496,7 +497,7 @@ def _local_base(smoothed: np.ndarray, lab: np.ndarray, index: int, sl: tuple[sli
     swelling joined to the soma falls outside the cut as the base climbs it.
     """
     m = int(np.ceil(ring_px[1])) + 1
-    box = tuple(slice(max(a.start - m, 0), a.stop + m) for a in sl)
+    box = grow_box(sl, (m, m), smoothed.shape)
     own = lab[box] == index
     values = smoothed[box]
     loc = base
@@ -604,12 +605,10 @@ def _cut_dendrites(labels: np.ndarray, ps: float, ratio: float) -> np.ndarray:
         pad = 2
         own = np.pad(labels[sl] == index, pad)
         dt = ndi.distance_transform_edt(own) * ps
-        # opening by a disk through distance transforms (a large disk is slow as a footprint)
         radius = _BODY_FRACTION * float(dt.max())
-        core = dt > radius
-        if not core.any():
+        body = open_disk(own, radius, (ps, ps))
+        if not body.any():
             continue
-        body = ndi.distance_transform_edt(~core) * ps <= radius
         procs, n = ndi.label(own & ~body, structure=np.ones((3, 3)))
         if n == 0:
             continue
@@ -643,7 +642,7 @@ def _edge_steps(labels: np.ndarray, smoothed: np.ndarray, ps: float,
     for index, sl in enumerate(ndi.find_objects(labels), start=1):
         if sl is None or (which is not None and not which[index]):
             continue
-        box = tuple(slice(max(a.start - m, 0), a.stop + m) for a in sl)
+        box = grow_box(sl, (m, m), labels.shape)
         own = labels[box] == index
         inside = ndi.distance_transform_edt(own) * ps
         outside = ndi.distance_transform_edt(~own) * ps
