@@ -417,10 +417,12 @@ def _window_stats(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return med.astype(np.float32), mad.astype(np.float32)
 
 
-def _padded(img: np.ndarray, w: int, ny: int, nx: int, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
-    lo_y, lo_x = w // 2 + shift[0], w // 2 + shift[1]
-    pad_y = (lo_y, ny * w - lo_y - img.shape[0])
-    pad_x = (lo_x, nx * w - lo_x - img.shape[1])
+def _padded(img: np.ndarray, w: int, ny: int, nx: int, shift: tuple[int, int] = (0, 0),
+            margin: int = 0) -> np.ndarray:
+    """The image mirrored to the ``ny`` x ``nx`` tiles of side ``w``, plus ``margin`` all round."""
+    lo_y, lo_x = w // 2 + shift[0] + margin, w // 2 + shift[1] + margin
+    pad_y = (lo_y, ny * w + 2 * margin - lo_y - img.shape[0])
+    pad_x = (lo_x, nx * w + 2 * margin - lo_x - img.shape[1])
     return np.pad(img, (pad_y, pad_x), mode="reflect" if min(img.shape) > w else "symmetric")
 
 
@@ -458,10 +460,7 @@ def _spot_free_sigma(img: np.ndarray, tiles: np.ndarray, med: np.ndarray, sd: np
     """
     ny, nx = med.shape
     r = int(np.ceil(radius))
-    lo_y, lo_x = w // 2 + shift[0] + r, w // 2 + shift[1] + r
-    pad_y = (lo_y, ny * w + 2 * r - lo_y - img.shape[0])
-    pad_x = (lo_x, nx * w + 2 * r - lo_x - img.shape[1])
-    big = np.pad(img, (pad_y, pad_x), mode="reflect" if min(img.shape) > w else "symmetric")
+    big = _padded(img, w, ny, nx, shift, margin=r)
     b = w + 2 * r
     blocks = np.lib.stride_tricks.sliding_window_view(big, (b, b))[::w, ::w].reshape(ny * nx, b, b)
     values = tiles.reshape(ny * nx, w * w)
