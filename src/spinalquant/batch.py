@@ -35,7 +35,7 @@ import pandas as pd
 
 from . import __version__
 from .config import Config
-from .errors import SpinalquantError
+from .errors import ConfigError, SpinalquantError
 from .pipeline import CORD_FIGURES, MUSCLE_FIGURES, TABLE_COLUMNS, empty_table
 
 SCHEMA_VERSION = 1
@@ -70,6 +70,7 @@ class Outcome:
     counts: dict[str, Any] = field(default_factory=dict)
     path: str = ""
     tiling: dict[str, Any] | None = None  # tiles, overlap and image-wide values, when tiled
+    notes: list[str] = field(default_factory=list)  # things the biologist should know
 
 
 # ---------------------------------------------------------------- discovery
@@ -83,6 +84,8 @@ def discover_inputs(inputs: Sequence[str | Path]) -> list[InputImage]:
     ------
     FileNotFoundError
         For an INPUT that does not exist.
+    ConfigError
+        When two images would write the same results (see :func:`check_unique_names`).
     """
     from .io import is_supported
 
@@ -110,7 +113,52 @@ def discover_inputs(inputs: Sequence[str | Path]) -> list[InputImage]:
             if key not in seen:
                 seen.add(key)
                 found.append(InputImage(f, name))
+    check_unique_names(found)
     return found
+
+
+def check_unique_names(items: Sequence[InputImage]) -> None:
+    """Refuse images whose results would overwrite each other's.
+
+    Two images with the same ``image`` name (the same relative path found under two
+    INPUT folders) would share one row of every table; two with the same output
+    stem (``a.tif`` and ``a.ome.tif`` in one folder) would share ``labels/a.ome.tif``
+    and ``qc/a.png``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the clashing files and how to resolve the clash.
+
+    Examples
+    --------
+    >>> check_unique_names([InputImage(Path("A/s.tif"), "s.tif")])
+    >>> check_unique_names([InputImage(Path("A/s.tif"), "s.tif"),
+    ...                     InputImage(Path("B/s.tif"), "s.tif")])
+    Traceback (most recent call last):
+    ...
+    spinalquant.errors.ConfigError: two inputs get the same image name 's.tif' (A/s.tif, B/s.tif)...
+    """
+    by_name: dict[str, list[InputImage]] = {}
+    by_stem: dict[str, list[InputImage]] = {}
+    for it in items:
+        by_name.setdefault(it.image, []).append(it)
+        by_stem.setdefault(output_stem(it.image), []).append(it)
+    for name, group in by_name.items():
+        if len(group) > 1:
+            raise ConfigError(
+                f"two inputs get the same image name {name!r} "
+                f"({', '.join(str(g.path) for g in group)}), so their results would "
+                "overwrite each other; give their common parent folder as the input "
+                "instead (image names are paths relative to the input folder), or rename one"
+            )
+    for stem, group in by_stem.items():
+        if len(group) > 1:
+            raise ConfigError(
+                f"{' and '.join(repr(g.image) for g in group)} would write the same "
+                f"labels/{stem}.ome.tif and qc/{stem}.png; rename one of them or move it "
+                "to another folder"
+            )
 
 
 def file_hash(path: Path, *, chunk: int = 1 << 20) -> str:
@@ -195,7 +243,7 @@ def process_image(
                 and done.get("status") == "ok":
             return Outcome(item.image, "skipped", input_hash=digest,
                            timings=done.get("timings", {}), section=done.get("section", ""),
-                           tiling=done.get("tiling"))
+                           tiling=done.get("tiling"), notes=done.get("notes", []))
     try:
         return _analyse_and_write(item, config, out, digest, phash, timings)
     except SpinalquantError as exc:
@@ -255,6 +303,7 @@ def _analyse_and_write(
     else:
         res = analyze(stack, cfg, roi_mask=roi)
     timings["analyze_s"] = time.perf_counter() - t
+    notes = channel_notes(stack, cfg, res.section)
     # images analysed in tiles: labels and QC written downsampled (<= 4096 px a side);
     # the tables are always full resolution
     picture = decimated(res) if tiled else res
@@ -279,11 +328,55 @@ def _analyse_and_write(
     write_part(out, item.image, row, tables, {
         "status": "ok", "input_hash": digest, "params_hash": phash, "section": res.section,
         "timings": timings, "roi_files": roi_files, "version": __version__, "format": PART_FORMAT,
-        "tiled": tiled, "tiling": tiling,
+        "tiled": tiled, "tiling": tiling, "notes": notes,
     })
     counts = {k: row.get(k) for k in ("n_gfp_cells", "n_motor_neurons", "n_fibers") if row.get(k) is not None}
     return Outcome(item.image, "ok", input_hash=digest, timings=timings, section=res.section,
-                   counts=counts, tiling=tiling)
+                   counts=counts, tiling=tiling, notes=notes)
+
+
+_MARKER_NAMES = {"gfp": "GFP", "gfap": "GFAP", "chat": "ChAT", "synapse": "synaptic-marker"}
+
+
+def channel_notes(stack: Any, cfg: Config, section: str) -> list[str]:
+    """A note when a cord marker was not found but some channels matched nothing.
+
+    A channel named after its dye only (``"Alexa Fluor 488"`` for GFP) is not
+    recognised, and its analysis would silently be left out; the note names the
+    unrecognised channels and the config line that maps one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spinalquant.stack import Stack
+    >>> st = Stack(np.zeros((2, 1, 4, 4), np.uint16), ("Alexa Fluor 488", "ChAT"), (None, 1, 1))
+    >>> channel_notes(st, Config(), "cord")[0][:60]
+    "channel(s) ['Alexa Fluor 488'] match no marker and were not "
+    """
+    from .pipeline import CORD_MARKERS, MUSCLE_MARKERS, has_marker
+
+    if section != "cord" or stack.rgb:
+        return []
+    used: set[int] = set()
+    missing: list[str] = []
+    for marker in (*CORD_MARKERS, *MUSCLE_MARKERS, "nuclei"):
+        key = cfg.marker(marker)
+        try:
+            if has_marker(stack, cfg, marker):
+                used.add(key if isinstance(key, int) else stack.channel_index(key, cfg.aliases))
+            elif marker in CORD_MARKERS:
+                missing.append(marker)
+        except SpinalquantError:  # an ambiguous name: analyze() reports it
+            return []
+    unused = [n for i, n in enumerate(stack.channel_names) if i not in used]
+    if not (unused and missing):
+        return []
+    what = ", ".join(_MARKER_NAMES.get(m, m) for m in missing)
+    return [
+        f"channel(s) {unused} match no marker and were not analysed, and no {what} channel "
+        f"was found, so those results are empty; if one of them is that marker, map it in "
+        f"the config, e.g. [channels] {missing[0]} = \"{unused[0]}\""
+    ]
 
 
 def _fail(item: InputImage, out: Path, cfg: Config, digest: str, msg: str,
@@ -506,6 +599,7 @@ def run_batch(
         Called as ``on_result(outcome, n_done, n_total)`` after each image.
     """
     cfg = config or Config()
+    check_unique_names(items)
     out = Path(out_dir)
     check_output_dir(out)
     t0 = time.perf_counter()
@@ -605,6 +699,8 @@ def _write_run_json(out: Path, cfg: Config, outcomes: Sequence[Outcome], started
                  "path": o.path,
                  "input_hash": o.input_hash, "timings": o.timings, "section": o.section,
                  "skipped_unchanged": o.status == "skipped"}
+        if o.notes:
+            entry["notes"] = list(o.notes)
         if o.tiling:
             entry["tiling"] = o.tiling
         old = images.get(o.image, {})

@@ -122,6 +122,8 @@ def run(
             def on_result(o, i, n):
                 msg = o.error if o.status == "failed" else ", ".join(f"{k}={v}" for k, v in o.counts.items())
                 err.print(escape(f"[{i}/{n}] {o.status:7s} {o.image}  {msg}"), soft_wrap=True)
+                for note in o.notes:
+                    err.print(escape(f"  note: {o.image}: {note}"), soft_wrap=True)
             report = run_batch(items, out, cfg, workers=n_workers, scheduler=scheduler, force=force,
                                on_result=on_result, config_source=str(config) if config else None)
         else:
@@ -141,6 +143,8 @@ def run(
                     colour = {"ok": "green", "skipped": "blue", "failed": "red"}[o.status]
                     msg = o.error if o.status == "failed" else ""
                     bar.console.print(f"[{colour}]{o.status:7s}[/{colour}] {escape(f'{o.image} {msg}')}")
+                    for note in o.notes:
+                        bar.console.print(f"[yellow]note:[/yellow] {escape(f'{o.image}: {note}')}")
                     bar.update(task, completed=i)
                 report = run_batch(items, out, cfg, workers=n_workers, scheduler=scheduler, force=force,
                                    on_result=on_result, config_source=str(config) if config else None)
@@ -157,6 +161,9 @@ def run(
     )
     err.print(escape(f"results: {out / 'summary.csv'}  objects: {out / 'objects'}  QC: {out / 'qc'}"
                      + (f"  report: {out / 'report.html'}" if (out / "report.html").exists() else "")))
+    for o in report.outcomes:
+        for note in o.notes:
+            err.print(f"  [yellow]note[/yellow] {escape(f'{o.image}: {note}')}", soft_wrap=True)
     if report.n_failed:
         for o in report.outcomes:
             if o.status == "failed":

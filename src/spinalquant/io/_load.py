@@ -239,6 +239,58 @@ def _imagej_channel_names(ij: dict[str, Any], n_c: int, n_z: int) -> list[str] |
     return None
 
 
+#: Bytes per value of each TIFF field type (TIFF 6.0 and BigTIFF).
+_TIFF_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4,
+                   12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+
+
+def _tiff_structure_problem(path: Path, *, max_ifds: int = 1_000_000) -> str | None:
+    """Why the TIFF's directory chain points past the end of the file, or None.
+
+    Walks every IFD (image file directory) and checks that it, and each tag value
+    stored outside it, lies inside the file. tifffile silently drops a tag or a page
+    that does not (it only logs), so a truncated OME-TIFF — whose OME-XML is often
+    written at the end of the file — would otherwise open as a one-page plain TIFF
+    without channel names or calibration.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+        if len(head) < 8 or head[:2] not in (b"II", b"MM"):
+            return None  # not a TIFF at all: tifffile gives the precise error
+        bo = "<" if head[:2] == b"II" else ">"
+        version = int.from_bytes(head[2:4], "little" if bo == "<" else "big")
+        big = version == 43
+        if version not in (42, 43) or (big and len(head) < 16):
+            return None
+
+        def uint(raw: bytes) -> int:
+            return int.from_bytes(raw, "little" if bo == "<" else "big")
+
+        osz, nsz, esz = (8, 8, 20) if big else (4, 2, 12)
+        offset = uint(head[8:16]) if big else uint(head[4:8])
+        seen: set[int] = set()
+        while offset and len(seen) < max_ifds:
+            if offset in seen:
+                return "its directory chain loops back on itself"
+            seen.add(offset)
+            if offset + nsz > size:
+                return f"a page directory starts at byte {offset}, beyond the end of the file"
+            fh.seek(offset)
+            n = uint(fh.read(nsz))
+            block = fh.read(n * esz + osz)
+            if len(block) < n * esz + osz:
+                return f"the page directory at byte {offset} is cut off"
+            for i in range(n):
+                e = block[i * esz:(i + 1) * esz]
+                count = uint(e[4:4 + osz])
+                nbytes = _TIFF_TYPE_SIZE.get(uint(e[2:4]), 1) * count
+                if nbytes > osz and uint(e[4 + osz:4 + 2 * osz]) + nbytes > size:
+                    return f"the value of TIFF tag {uint(e[0:2])} lies beyond the end of the file"
+            offset = uint(block[n * esz:n * esz + osz])
+    return None
+
+
 def _check_complete(tif: tifffile.TiffFile, series: Any, path: Path) -> None:
     """Raise LoadError when the TIFF is visibly truncated or its metadata broken."""
     size = path.stat().st_size
@@ -267,6 +319,12 @@ def _check_complete(tif: tifffile.TiffFile, series: Any, path: Path) -> None:
 
 
 def _read_tiff(path: Path, threshold: int) -> dict[str, Any]:
+    problem = _tiff_structure_problem(path)
+    if problem is not None:
+        raise LoadError(
+            f"{path}: the file is truncated or corrupt ({problem}, "
+            f"{path.stat().st_size} bytes); copy or export it again"
+        )
     try:
         tif = tifffile.TiffFile(path)
     except tifffile.TiffFileError as exc:
