@@ -110,3 +110,23 @@ def test_unrecognised_dye_name_gives_a_note(tmp_path):
     again = run_batch(discover_inputs([src]), out)
     assert {o.image: o.status for o in again.outcomes}["af.ome.tif"] == "skipped"
     assert {o.image: o.notes for o in again.outcomes}["af.ome.tif"] == notes["af.ome.tif"]
+
+
+def test_results_of_a_killed_run_inside_the_input_are_not_inputs(tmp_path):
+    # `spinalquant run study/ --out study/results` killed before run.json was written:
+    # the restart must not analyse results/labels/*.ome.tif and results/qc/*.png
+    src = tmp_path / "study"
+    src.mkdir()
+    _cord_file(src / "sec.ome.tif", ["EGFP", "ChAT 647"])
+    out = src / "results"
+    run_batch(discover_inputs([src]), out)
+    assert (out / "labels" / "sec.ome.tif").is_file()
+    (out / "run.json").unlink()
+    assert [i.image for i in discover_inputs([src])] == ["sec.ome.tif"]
+    # a run marks its folder from the start, before any image is done
+    fresh = src / "results2"
+    run_batch([], fresh)
+    (fresh / "labels").mkdir()
+    (out / "labels" / "sec.ome.tif").rename(fresh / "labels" / "sec.ome.tif")
+    (fresh / "run.json").unlink(missing_ok=True)
+    assert [i.image for i in discover_inputs([src])] == ["sec.ome.tif"]

@@ -103,7 +103,7 @@ def discover_inputs(inputs: Sequence[str | Path]) -> list[InputImage]:
                 rel = f.relative_to(p)
                 if any(part.startswith(".") for part in rel.parts):
                     continue
-                if any((p / Path(*rel.parts[: i + 1]) / "run.json").is_file()
+                if any(_is_results_folder(p / Path(*rel.parts[: i + 1]))
                        for i in range(len(rel.parts) - 1)):
                     continue  # inside a results folder
                 if f.is_file() and is_supported(f):
@@ -115,6 +115,12 @@ def discover_inputs(inputs: Sequence[str | Path]) -> list[InputImage]:
                 found.append(InputImage(f, name))
     check_unique_names(found)
     return found
+
+
+def _is_results_folder(folder: Path) -> bool:
+    # run.json is written when a run ends; .parts/ from its start (check_output_dir),
+    # so the labels/ and qc/ images of a run that was killed are not taken as inputs
+    return (folder / "run.json").is_file() or (folder / ".parts").is_dir()
 
 
 def check_unique_names(items: Sequence[InputImage]) -> None:
@@ -557,6 +563,7 @@ def check_output_dir(out_dir: Path) -> None:
     """Create the output folder and prove it is writable (clear error if not)."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / ".parts").mkdir(exist_ok=True)  # marks a results folder from the start
         probe = out_dir / f".write-test-{os.getpid()}"
         probe.write_bytes(b"ok")
         probe.unlink()
