@@ -130,3 +130,24 @@ def test_results_of_a_killed_run_inside_the_input_are_not_inputs(tmp_path):
     (out / "labels" / "sec.ome.tif").rename(fresh / "labels" / "sec.ome.tif")
     (fresh / "run.json").unlink(missing_ok=True)
     assert [i.image for i in discover_inputs([src])] == ["sec.ome.tif"]
+
+
+@pytest.mark.parametrize(("channel", "value"), [(1, 100), (0, 4095), (1, 0)])
+def test_constant_marker_channel_fails_the_image(tmp_path, channel, value):
+    # a detector left off (every pixel at its offset) or a saturated channel used to
+    # give "0 % GFAP+" or "0 GFP cells" with status ok; all zeros was already refused
+    src = tmp_path / "in"
+    src.mkdir()
+    path = _cord_file(src / "sec.ome.tif", ["EGFP", "GFAP-Cy3", "ChAT 647"])
+    data = tifffile.imread(path)
+    data[channel] = value
+    tifffile.imwrite(path, data, ome=True, photometric="minisblack",
+                     metadata={"axes": "CZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5,
+                               "Channel": {"Name": ["EGFP", "GFAP-Cy3", "ChAT 647"]}})
+    _cord_file(src / "good.ome.tif", ["EGFP", "GFAP-Cy3", "ChAT 647", "DAPI"], seed=3)
+    rep = run_batch(discover_inputs([src]), tmp_path / "out")
+    by = {o.image: o for o in rep.outcomes}
+    assert by["good.ome.tif"].status == "ok"
+    assert by["sec.ome.tif"].status == "failed"
+    name = ["EGFP", "GFAP-Cy3"][channel]
+    assert f"channel '{name}' is constant (every pixel is {value})" in by["sec.ome.tif"].error

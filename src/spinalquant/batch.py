@@ -289,7 +289,10 @@ def _analyse_and_write(
     # the pixel size (file, config fallback or override) is resolved by analyze(),
     # which fails with a clear PixelSizeError when neither the file nor the config has one
     stack = load(item.path, require_pixel_size=False, dask_threshold_bytes=budget // 2)
-    check_content(stack)
+    # every marker channel the analysis will use must carry signal: a constant one
+    # (detector off: every pixel at the offset; or saturated) would give 0 % GFAP+ or
+    # no cells without a word
+    check_content(stack, channels=marker_channels(stack, cfg))
     timings["load_s"] = time.perf_counter() - t
 
     roi = None
@@ -339,6 +342,35 @@ def _analyse_and_write(
     counts = {k: row.get(k) for k in ("n_gfp_cells", "n_motor_neurons", "n_fibers") if row.get(k) is not None}
     return Outcome(item.image, "ok", input_hash=digest, timings=timings, section=res.section,
                    counts=counts, tiling=tiling, notes=notes)
+
+
+def marker_channels(stack: Any, cfg: Config) -> list[int]:
+    """Indices of the channels that a cord or muscle marker maps to (none for RGB).
+
+    The nuclear stain is left out: it is auxiliary (a muscle section's fibers are
+    measured without it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spinalquant.stack import Stack
+    >>> st = Stack(np.zeros((3, 1, 4, 4), np.uint16), ("DAPI", "NeuN", "GFAP"), (None, 1, 1))
+    >>> marker_channels(st, Config())
+    [2]
+    """
+    from .pipeline import CORD_MARKERS, MUSCLE_MARKERS, has_marker
+
+    if stack.rgb:
+        return []
+    found: set[int] = set()
+    for marker in (*CORD_MARKERS, *MUSCLE_MARKERS):
+        try:
+            if has_marker(stack, cfg, marker):
+                key = cfg.marker(marker)
+                found.add(key if isinstance(key, int) else stack.channel_index(key, cfg.aliases))
+        except SpinalquantError:  # an ambiguous name: analyze() reports it
+            continue
+    return sorted(found)
 
 
 _MARKER_NAMES = {"gfp": "GFP", "gfap": "GFAP", "chat": "ChAT", "synapse": "synaptic-marker"}
