@@ -151,3 +151,16 @@ def test_constant_marker_channel_fails_the_image(tmp_path, channel, value):
     assert by["sec.ome.tif"].status == "failed"
     name = ["EGFP", "GFAP-Cy3"][channel]
     assert f"channel '{name}' is constant (every pixel is {value})" in by["sec.ome.tif"].error
+
+
+def test_missing_pixel_size_message_names_the_cli_option(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    data = np.random.default_rng(2).integers(100, 900, (2, 48, 48)).astype(np.uint16)
+    tifffile.imwrite(src / "raw.tif", data, imagej=True,
+                     metadata={"axes": "CYX", "Labels": ["EGFP", "ChAT"]})
+    rep = run_batch(discover_inputs([src]), tmp_path / "out")
+    err = rep.outcomes[0].error
+    assert rep.outcomes[0].status == "failed"
+    assert "raw.tif: the file has no physical pixel size" in err
+    assert "--pixel-size" in err and "[image] pixel_size_um" in err

@@ -35,7 +35,7 @@ import pandas as pd
 
 from . import __version__
 from .config import Config
-from .errors import ConfigError, SpinalquantError
+from .errors import ConfigError, PixelSizeError, SpinalquantError
 from .pipeline import CORD_FIGURES, MUSCLE_FIGURES, TABLE_COLUMNS, empty_table
 
 SCHEMA_VERSION = 1
@@ -143,7 +143,7 @@ def check_unique_names(items: Sequence[InputImage]) -> None:
     ...                     InputImage(Path("B/s.tif"), "s.tif")])
     Traceback (most recent call last):
     ...
-    spinalquant.errors.ConfigError: two inputs get the same image name 's.tif' (A/s.tif, B/s.tif)...
+    spinalquant.errors.ConfigError: two inputs get the same image name 's.tif' ...
     """
     by_name: dict[str, list[InputImage]] = {}
     by_stem: dict[str, list[InputImage]] = {}
@@ -293,6 +293,16 @@ def _analyse_and_write(
     # (detector off: every pixel at the offset; or saturated) would give 0 % GFAP+ or
     # no cells without a word
     check_content(stack, channels=marker_channels(stack, cfg))
+    if (stack.pixel_size_um[1] is None or stack.pixel_size_um[2] is None) \
+            and not cfg.image.pixel_size_um:
+        why = "; ".join(n for n in stack.metadata.get("notes", [])
+                        if "calibrat" in n or "pixel size" in n)
+        raise PixelSizeError(
+            f"{item.path.name}: the file has no physical pixel size (no calibration in its "
+            f"metadata{': ' + why if why else ''}); give it on the command line "
+            "(--pixel-size 0.31) or in the config ([image] pixel_size_um = 0.31), "
+            "in µm per pixel"
+        )
     timings["load_s"] = time.perf_counter() - t
 
     roi = None
