@@ -25,7 +25,8 @@ from spinalquant.errors import ConfigError, LoadError
 from spinalquant.io import load
 
 
-def _cord_file(path: Path, names: list[str], *, px: float = 0.5, seed: int = 0) -> Path:
+def _cord_file(path: Path, names: list[str], *, px: float = 0.5, seed: int = 0,
+               bigtiff: bool = False) -> Path:
     """A small (C, Z, Y, X) uint16 OME-TIFF written by tifffile, with a few bright blobs."""
     rng = np.random.default_rng(seed)
     c, z, y, x = len(names), 2, 96, 96
@@ -34,7 +35,7 @@ def _cord_file(path: Path, names: list[str], *, px: float = 0.5, seed: int = 0) 
     for cy, cx in rng.uniform(15, 80, (4, 2)):
         data[:, :] += 1500 * (np.hypot(yy - cy, xx - cx) < 12 / px / 2)
     tifffile.imwrite(
-        path, data.astype(np.uint16), ome=True, photometric="minisblack",
+        path, data.astype(np.uint16), ome=True, photometric="minisblack", bigtiff=bigtiff,
         metadata={"axes": "CZYX", "PhysicalSizeX": px, "PhysicalSizeY": px,
                   "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm",
                   "Channel": {"Name": names}},
@@ -42,9 +43,10 @@ def _cord_file(path: Path, names: list[str], *, px: float = 0.5, seed: int = 0) 
     return path
 
 
+@pytest.mark.parametrize("bigtiff", [False, True])
 @pytest.mark.parametrize("fraction", [0.3, 0.66, 0.95, 0.9999])
-def test_truncated_tifffile_ome_is_a_load_error(tmp_path, fraction):
-    full = _cord_file(tmp_path / "full.ome.tif", ["EGFP", "GFAP", "ChAT", "SYP"])
+def test_truncated_tifffile_ome_is_a_load_error(tmp_path, fraction, bigtiff):
+    full = _cord_file(tmp_path / "full.ome.tif", ["EGFP", "GFAP", "ChAT", "SYP"], bigtiff=bigtiff)
     raw = full.read_bytes()
     cut = tmp_path / "cut.ome.tif"
     cut.write_bytes(raw[: int(len(raw) * fraction)])
