@@ -96,13 +96,25 @@ def _evaluate(seed, snr, n_cells, px, *, n_granules=20, shape=(640, 640)):
         d = np.hypot(*(spurious[:, None, :] - gr[None, :, :]).transpose(2, 0, 1))
         on_granule = int(np.sum(d.min(axis=1) < 3.0))
     err = matched_area_errors(lab, t_lab)
+    # per-cell calls: each found cell against the truth cell under most of its pixels
+    truth_call = dict(zip(truth["label"], truth["gfap_positive"], strict=True))
+    right = []
+    for k, call in zip(pos["label"], pos["gfap_positive"], strict=True):
+        under = t_lab[lab == k]
+        under = under[under > 0]
+        if under.size > 0.5 * np.count_nonzero(lab == k):
+            right.append(bool(call) == bool(truth_call[int(np.bincount(under).argmax())]))
+    pos.attrs["calls_right"] = float(np.mean(right)) if right else float("nan")
+    pos.attrs["n_true_positive"] = int(truth["gfap_positive"].sum())
     return m, len(table), len(truth), pct, pct_true, on_granule, pos, err
 
 
-def _check(seed, snr, n_cells, px, *, max_area_error=0.10, max_bias=0.06, max_pct_error=3.0, **kw):
+def _check(seed, snr, n_cells, px, *, max_area_error=0.10, max_bias=0.06, max_pct_error=3.0,
+           min_calls_right=0.9, **kw):
     m, n_pred, n_true, pct, pct_true, on_granule, pos, err = _evaluate(seed, snr, n_cells, px, **kw)
     area = float(np.mean(np.abs(err)))
     msg = (f"seed={seed} snr={snr} n={n_cells} px={px}: {m} pct={pct:.1f} vs {pct_true:.1f} "
+           f"calls right {pos.attrs['calls_right']:.3f} "
            f"|area error|={area:.3f} bias={np.mean(err):+.3f}")
     assert m["f1"] >= 0.95, msg
     # each matched cell's area within 10 % on average, and no systematic bias
@@ -111,7 +123,9 @@ def _check(seed, snr, n_cells, px, *, max_area_error=0.10, max_bias=0.06, max_pc
     assert abs(np.mean(err)) <= max_bias, msg
     assert abs(n_pred - n_true) <= max(1, 0.05 * n_true), msg
     assert abs(pct - pct_true) <= max_pct_error, msg
+    assert pos.attrs["calls_right"] >= min_calls_right, msg
     assert on_granule == 0, msg
+    pos.attrs["n_true"] = n_true
     return pos
 
 
@@ -124,18 +138,32 @@ def test_phantom_accuracy(seed, snr, n_cells, px):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [10, 11])
 @pytest.mark.parametrize("snr", [3.0, 4.0, 8.0, 16.0])
 @pytest.mark.parametrize(("n_cells", "px"), [(30, 0.3), (60, 0.5), (60, 0.7)])
-def test_phantom_accuracy_sweep(seed, snr, n_cells, px):
+def test_phantom_accuracy_sweep(snr, n_cells, px):
+    """Seeds 10 and 11 of each condition: segmentation per image, %GFAP+ over their cells.
+
+    The issue's targets (area 10 %, bias 6 %, %GFAP+ within 3 pp) hold from SNR 4 up;
+    at SNR 3 (cell signal 3x the background noise) we state the looser, measured
+    envelope: area 14 %, bias 8 %, %GFAP+ within 8 pp (one or two dim cells' calls).
+    %GFAP+ is held to 3 points over the two images' cells together, as the study pools
+    its cells, and to 5 points in each image: the phantom's host astrocyte processes
+    overlap some GFAP-negative donor cells in the projection, and one such cell of 30
+    is 3.3 points. Each image must also have at least 90 % of its cells' calls right.
+    """
     shape = (900, 900) if px < 0.4 else (640, 640)
-    # the issue's targets (area 10 %, bias 6 %, %GFAP+ within 3 pp) hold from SNR 4 up;
-    # at SNR 3 (cell signal 3x the background noise) we state the looser, measured
-    # envelope: area 14 %, bias 8 %, %GFAP+ within 8 pp (one or two dim cells' calls)
     strict = snr >= 4
-    _check(seed, snr, n_cells, px, n_granules=40, shape=shape,
-           max_area_error=0.10 if strict else 0.14, max_bias=0.06 if strict else 0.08,
-           max_pct_error=3.0 if strict else 8.0)
+    found_pos = found = true_pos = true = 0
+    for seed in (10, 11):
+        pos = _check(seed, snr, n_cells, px, n_granules=40, shape=shape,
+                     max_area_error=0.10 if strict else 0.14, max_bias=0.06 if strict else 0.08,
+                     max_pct_error=5.0 if strict else 8.0, min_calls_right=0.9 if strict else 0.85)
+        found_pos += int(pos["gfap_positive"].sum())
+        found += len(pos)
+        true_pos += pos.attrs["n_true_positive"]
+        true += pos.attrs["n_true"]
+    pooled, pooled_true = 100.0 * found_pos / found, 100.0 * true_pos / true
+    assert abs(pooled - pooled_true) <= (3.0 if strict else 8.0), (pooled, pooled_true)
 
 
 def test_bleed_through_estimate_on_phantom():
@@ -347,13 +375,25 @@ def _bleed_field(n_neg, n_pos=22, coef=0.1, seed=0):
 
 
 def test_bleed_through_with_few_gfap_negative_cells():
-    """Most cells GFAP+ (the study: 85.7 %): two or more clearly separated negatives still
-    give the bleed-through, where the 10th percentile alone lands on GFAP+ cells."""
-    for n_neg in (2, 3, 6):
-        lab, g, f = _bleed_field(n_neg)
+    """Most cells GFAP+ (the study: 85.7 %): a single GFAP-negative cell is enough, at any
+    fraction of negatives (a lower quantile of the ratios would land on GFAP+ cells)."""
+    for n_neg, n_pos in ((1, 22), (2, 22), (3, 22), (6, 22), (20, 5)):
+        lab, g, f = _bleed_field(n_neg, n_pos=n_pos)
         coef = estimate_bleed_through(g, f, labels=lab, pixel_size_um=1.0)
         assert coef == pytest.approx(0.1, abs=0.01), (n_neg, coef)
-    # one negative is not enough to tell it from a cell whose ring caught other GFAP:
-    # the estimate falls back to the quantile (and overestimates; set it from a control)
-    lab, g, f = _bleed_field(1)
-    assert estimate_bleed_through(g, f, labels=lab, pixel_size_um=1.0) > 0.15
+    # no GFAP-negative cell at all: the weakest GFAP+ cells are taken for negatives, so
+    # the estimate is too high (the documented case for a GFP-only control)
+    lab, g, f = _bleed_field(0)
+    assert estimate_bleed_through(g, f, labels=lab, pixel_size_um=1.0) > 0.3
+
+
+def test_bleed_through_ignores_a_ring_that_caught_other_gfap():
+    """A negative cell whose background ring lies on a bright GFAP structure has a GFAP
+    excess below zero; it must not pull the estimate (and the correction) to 0."""
+    lab, g, f = _bleed_field(3)
+    ring = (slice(8, 14), slice(0, 20))  # above the first (negative) cell, 3-5 px from it
+    f[ring] += 2000.0
+    f[(slice(26, 32), slice(0, 20))] += 2000.0  # and below it: most of its ring
+    coef = estimate_bleed_through(g, f, labels=lab, pixel_size_um=1.0)
+    assert coef == pytest.approx(0.1, abs=0.01)
+

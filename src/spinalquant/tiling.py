@@ -569,8 +569,9 @@ def _global_statistics(stack: Stack, cfg: Config, tiles: list[Tile], px: float, 
     if want_b:
         labels = gc.segment_gfp_cells(small["gfp"], pixel_size_um=px * k, params=cfg.gfp_cells)
         if labels.max() > 0:
-            coef = float(gc.estimate_bleed_through(small["gfp"], small["gfap"], labels=labels,
-                                                   pixel_size_um=px * k))
+            coef = float(gc.estimate_bleed_through(
+                small["gfp"], small["gfap"], labels=labels, pixel_size_um=px * k, k_noise=pos.k_noise,
+                ring_gap_um=pos.ring_gap_um, ring_width_um=pos.ring_width_um))
             pos = dataclasses.replace(pos, bleed_coefficient=coef)
     if want_p:
         syn_cfg = dataclasses.replace(cfg, channels={"synapse": 0})

@@ -196,11 +196,8 @@ class GfapPositivityParams:
         ... and inside / background must exceed this ratio.
     bleed_coefficient : float or None
         GFP→GFAP bleed-through (GFAP counts per GFP count). None estimates it
-        from the image (:func:`estimate_bleed_through`); 0 disables the correction.
-    bleed_quantile : float
-        Lower quantile of the per-cell GFAP/GFP excess ratios used by the
-        estimate (:func:`estimate_bleed_through`); assumes at least this
-        fraction of GFP+ cells is GFAP-negative.
+        from the image's GFAP-negative cells (:func:`estimate_bleed_through`,
+        which uses ``k_noise`` too); 0 disables the correction.
     """
 
     ring_gap_um: float = 1.0
@@ -208,17 +205,14 @@ class GfapPositivityParams:
     k_noise: float = 1.0
     min_ratio: float = 1.05
     bleed_coefficient: float | None = None
-    bleed_quantile: float = 0.1
 
     def __post_init__(self) -> None:
         if not self.ring_width_um > 0:
             raise ConfigError(f"[gfap_positivity] ring_width_um must be positive; got {self.ring_width_um}")
         if self.ring_gap_um < 0:
             raise ConfigError(f"[gfap_positivity] ring_gap_um must be ≥ 0; got {self.ring_gap_um}")
-        if not 0 <= self.bleed_quantile < 0.5:
-            raise ConfigError(
-                f"[gfap_positivity] bleed_quantile must be in [0, 0.5); got {self.bleed_quantile}"
-            )
+        if not self.k_noise >= 0:
+            raise ConfigError(f"[gfap_positivity] k_noise must be ≥ 0; got {self.k_noise}")
         if self.bleed_coefficient is not None and self.bleed_coefficient < 0:
             raise ConfigError(
                 f"[gfap_positivity] bleed_coefficient must be ≥ 0 or unset; got {self.bleed_coefficient}"
@@ -556,12 +550,15 @@ def _sample_median(img: np.ndarray) -> float:
     return float(np.median(v[:: max(1, v.size // 500_000)]))
 
 
-def _group_stats(img: np.ndarray, members, rings, n: int) -> tuple:
-    """Per object: (mean inside, ring median, ring robust σ, ring pixel count)."""
+def _group_stats(img: np.ndarray, members, rings, n: int, *, inside_median: bool = False) -> tuple:
+    """Per object: (mean or median inside, ring median, ring robust σ, ring pixel count)."""
     flat = np.asarray(img).ravel()
     idx, own = members
-    counts = np.bincount(own, minlength=n)
-    inside = np.bincount(own, weights=flat[idx], minlength=n) / np.maximum(counts, 1)
+    if inside_median:
+        inside = _group_median(flat[idx], own, n)
+    else:
+        counts = np.bincount(own, minlength=n)
+        inside = np.bincount(own, weights=flat[idx], minlength=n) / np.maximum(counts, 1)
     idx, own = rings
     vals = flat[idx].astype(np.float64)
     med = _group_median(vals, own, n)
@@ -750,7 +747,7 @@ def estimate_bleed_through(
     *,
     labels,
     pixel_size_um: float,
-    quantile: float = 0.1,
+    k_noise: float = 1.0,
     ring_gap_um: float = 1.0,
     ring_width_um: float = 3.0,
     max_coefficient: float = 0.5,
@@ -758,19 +755,28 @@ def estimate_bleed_through(
     """GFP→GFAP bleed-through coefficient from the GFP+ cells that lack GFAP.
 
     For every GFP+ cell the excess over its local background ring is measured
-    in both channels (``ΔGFP``, ``ΔGFAP``: inside mean − ring median). A
-    GFAP-negative cell shows only bleed-through, ``ΔGFAP = coef · ΔGFP``; a
-    GFAP-positive cell lies above that line. The coefficient is the
-    ``quantile``-th percentile of ``ΔGFAP / ΔGFP`` over cells whose GFP
-    excess is clearly measurable (> 5 standard errors of the mean given the
-    GFP pixel noise), clipped to
-    ``[0, max_coefficient]``.
+    in both channels (``ΔGFP``, ``ΔGFAP``: median inside − ring median; the
+    medians ignore a host astrocyte process crossing the cell or its ring).
+    A GFAP-negative cell shows only bleed-through, ``ΔGFAP = coef · ΔGFP``;
+    a GFAP-positive cell lies above that line, so the negatives are the
+    cells with the lowest ratios ``ΔGFAP / ΔGFP``:
 
-    The estimate assumes at least a fraction ``quantile`` of the cells is
-    GFAP-negative. With fewer, two or more negatives set clearly apart below
-    the rest still give it (their median ratio); a single one does not. When
-    nearly every cell may be GFAP-positive, measure the coefficient on a
-    GFP-only control and set it explicitly.
+    1. Cells are used when their GFP excess is clearly measurable (> 5
+       standard errors given the GFP pixel noise) and their GFAP excess is
+       not below −1 GFAP noise σ (a ring brighter than the cell caught
+       other GFAP).
+    2. The negatives are the cells within ``k_noise`` GFAP noise σ of the
+       lowest ratio: ``(ratio - lowest) · ΔGFP / σ < k_noise``, with σ the
+       per-pixel noise of the cell's ring (as in :func:`gfap_positivity`,
+       so these are the cells that would be called negative at the lowest
+       ratio).
+    3. The coefficient is their median ratio, clipped to
+       ``[0, max_coefficient]``.
+
+    This needs no assumption about the fraction of GFAP-negative cells: one
+    is enough. When every GFP+ cell is GFAP+, the weakest of them are taken
+    for negatives; measure the coefficient on a GFP-only control section
+    then and set it explicitly.
 
     Parameters
     ----------
@@ -778,8 +784,9 @@ def estimate_bleed_through(
     labels : ndarray of int, shape (Y, X)
         GFP+ cells.
     pixel_size_um : float
-    quantile : float
-        Lower percentile (as a fraction) of the per-cell ratios.
+    k_noise : float
+        Width of the negatives' group, in GFAP noise σ (the GFAP call's
+        threshold, :class:`GfapPositivityParams`).
     ring_gap_um, ring_width_um : float
         Geometry of the background ring.
     max_coefficient : float
@@ -796,7 +803,7 @@ def estimate_bleed_through(
     >>> lab = np.zeros((60, 200), np.int32)
     >>> for k in range(10): lab[20:30, 5 + 20 * k:15 + 20 * k] = k + 1
     >>> g = 100 + rng.normal(0, 3, lab.shape) + 500 * (lab > 0) * (1 + (lab % 3))
-    >>> f = 80 + rng.normal(0, 3, lab.shape) + 0.1 * g + 300 * (lab > 3)
+    >>> f = 80 + rng.normal(0, 3, lab.shape) + 0.1 * g + 300 * (lab > 1)
     >>> round(estimate_bleed_through(g, f, labels=lab, pixel_size_um=1.0), 2)
     0.1
     """
@@ -807,55 +814,31 @@ def estimate_bleed_through(
         return 0.0
     rings = _rings(labels, ids, gap_px=ring_gap_um / px, width_px=ring_width_um / px)
     return _bleed(np.asarray(gfp, dtype=np.float32), np.asarray(gfap, dtype=np.float32),
-                  _members(labels, ids), rings, quantile=quantile, max_coefficient=max_coefficient)
+                  _members(labels, ids), rings, k_noise=k_noise, max_coefficient=max_coefficient)
 
 
-def _bleed(g: np.ndarray, f: np.ndarray, members, rings, *, quantile: float,
+def _bleed(g: np.ndarray, f: np.ndarray, members, rings, *, k_noise: float,
            max_coefficient: float) -> float:
     """The estimate of :func:`estimate_bleed_through` from precomputed object pixels and rings."""
     n = int(members[1].max()) + 1 if members[1].size else 0
 
-    def excess(img: np.ndarray) -> np.ndarray:
-        inside, around, _, n_ring = _group_stats(img, members, rings, n)
-        if np.any(n_ring == 0):
-            around = np.where(n_ring > 0, around, _sample_median(img))
-        return inside - around
+    def excess(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inside, around, sigma, n_ring = _group_stats(img, members, rings, n, inside_median=True)
+        glob = max(pixel_noise(img), 1e-12)
+        around = np.where(n_ring > 0, around, _sample_median(img)) if np.any(n_ring == 0) else around
+        sigma = np.maximum(np.where(n_ring >= 5, sigma, glob), glob)
+        return inside - around, sigma
 
-    dg = excess(g)
-    df = excess(f)
+    dg, _ = excess(g)
+    df, sigma = excess(f)
     n_in = np.bincount(members[1], minlength=n)
-    ok = dg > 5 * max(pixel_noise(g), 1e-12) / np.sqrt(np.maximum(n_in, 1))
+    ok = (dg > 5 * max(pixel_noise(g), 1e-12) / np.sqrt(np.maximum(n_in, 1))) & (df > -sigma)
     if np.count_nonzero(ok) < 3:
         return 0.0
-    ratios = df[ok] / dg[ok]
-    coef = float(np.quantile(ratios, quantile))
-    low = _separated_low_cluster(ratios, coef)
-    if low is not None:
-        coef = low
-    return float(np.clip(coef, 0.0, max_coefficient))
-
-
-def _separated_low_cluster(ratios: np.ndarray, estimate: float) -> float | None:
-    """Median of a small, tight group of lowest ratios set apart from the rest, or None.
-
-    The quantile estimate assumes a fraction of GFAP-negative cells; with fewer
-    (most cells GFAP+, as in the published 85.7 %) it lands on the weakest
-    GFAP+ cells (or between them and the negatives). When the lowest
-    ``k >= 2`` ratios, all below the estimate, form a tight group, separated from
-    the next ratio by a gap of at least 4 times their spread, their largest
-    ratio (the next is at least twice it) and a quarter of the next ratio,
-    they are the GFAP-negative cells and their median is the bleed-through.
-    A single low ratio is never used (it may be a cell whose background ring
-    caught other GFAP).
-    """
-    r = np.sort(ratios)
-    for k in range(2, len(r)):
-        if r[k - 1] >= estimate:
-            return None  # the estimate lies among the k lowest: enough negatives
-        gap, spread = r[k] - r[k - 1], r[k - 1] - r[0]
-        if gap >= max(4.0 * spread, r[k - 1], 0.25 * abs(r[k])):
-            return float(np.median(r[:k]))
-    return None
+    ratio = df[ok] / dg[ok]
+    scale = dg[ok] / sigma[ok]  # GFAP noise σ per unit of ratio
+    negative = (ratio - ratio.min()) * scale < k_noise
+    return float(np.clip(np.median(ratio[negative]), 0.0, max_coefficient))
 
 
 def gfap_positivity(
@@ -931,7 +914,7 @@ def gfap_positivity(
             if gfp_arr.shape != img.shape:
                 raise ValueError(f"gfp {gfp_arr.shape} and gfap {img.shape} differ in shape")
             coef = _bleed(gfp_arr.astype(np.float32), img, members, rings,
-                          quantile=params.bleed_quantile, max_coefficient=0.5)
+                          k_noise=params.k_noise, max_coefficient=0.5)
     if coef > 0:
         if gfp is None:
             raise ValueError("a bleed-through coefficient needs the gfp image (gfp=...)")
