@@ -451,7 +451,7 @@ def test_calibration_gathered_window_by_window_is_the_whole_images(seed, ps):
 
     whole = image_wide_calibration([isolated_spots(syn, pixel_size_um=ps)], pixel_size_um=ps, read=read)
     assert set(whole) == {"fixed_noise_floor", "fixed_spot_sigma_px", "fixed_misfit",
-                          "fixed_split_excess"}
+                          "fixed_split_excess", "fixed_scale_px"}
     # the whole image's own calibration, given back: the very same puncta
     base = detect_puncta(syn, pixel_size_um=ps)
     assert len(base) > 150

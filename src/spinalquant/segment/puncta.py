@@ -212,6 +212,17 @@ class PunctaParams:
     fixed_split_excess : float or None
         Calibration: the factor (>= 1) by which isolated spots' two-spot
         likelihood ratio exceeds its chi-square median.
+    learn_scale : bool
+        Measure the width of the image's isolated spots and, when they are
+        wider than the optics' spot (boutons), detect at the measured width
+        (module notes, step 1). Only with ``psf_sigma_um`` unset.
+    max_spot_sigma_um : float
+        Largest spot sigma (µm) the learned scale may reach (boutons up to
+        about 2.5 µm across).
+    fixed_scale_px : float or None
+        The detection scale (pixels) learned on the whole image; tiled
+        analysis sets it (:func:`image_wide_calibration`) so that every tile
+        detects at the same scale. None: the optics' scale, or the learned one.
     """
 
     wavelength_um: float = 0.52
@@ -230,15 +241,18 @@ class PunctaParams:
     fixed_spot_sigma_px: float | None = None
     fixed_misfit: float | None = None
     fixed_split_excess: float | None = None
+    learn_scale: bool = True
+    max_spot_sigma_um: float = 0.6
+    fixed_scale_px: float | None = None
 
     def __post_init__(self) -> None:
         for key in ("wavelength_um", "na", "min_sigma_px", "threshold_snr", "noise_window_um",
-                    "autofluorescence_snr"):
+                    "autofluorescence_snr", "max_spot_sigma_um"):
             v = getattr(self, key)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"PunctaParams.{key} must be a positive number; got {v!r}")
         for key in ("psf_sigma_um", "min_separation_um", "split_snr", "fixed_noise_floor",
-                    "fixed_spot_sigma_px", "fixed_misfit", "fixed_split_excess"):
+                    "fixed_spot_sigma_px", "fixed_misfit", "fixed_split_excess", "fixed_scale_px"):
             v = getattr(self, key)
             if v is not None and not (np.isfinite(v) and v > 0):
                 raise ValueError(f"PunctaParams.{key} must be positive or None; got {v!r}")
@@ -280,8 +294,14 @@ class PunctaParams:
         return 0.21 * self.wavelength_um / self.na
 
     def sigma_px(self, pixel_size_um: float) -> float:
-        """The detection scale in pixels for a pixel size."""
+        """The detection scale in pixels for a pixel size (``fixed_scale_px`` when set)."""
+        if self.fixed_scale_px is not None:
+            return max(float(self.fixed_scale_px), self.min_sigma_px)
         return max(self.sigma_um() / float(pixel_size_um), self.min_sigma_px)
+
+    def learns_scale(self) -> bool:
+        """Whether the detection scale is still to be measured on the image."""
+        return self.learn_scale and self.psf_sigma_um is None and self.fixed_scale_px is None
 
 
 def noise_window_px(pixel_size_um: float, params: PunctaParams | None = None) -> int:
@@ -799,6 +819,9 @@ _PRESCREEN = 1.3
 _MIN_SEPARATION = 2.0  # of a pair, in spot sigmas (the Sparrow limit)
 _N_CALIBRATE = 60
 _CHI2_3_MEDIAN = 2.366  # median of the chi-square distribution with 3 degrees of freedom
+_PIXEL_SPOT = 1.0  # pixel maxima split pairs only of spots up to this sigma (pixels)
+_MIN_ISOLATED = 10  # isolated detections needed to calibrate on them
+_WIDER = 1.2  # a learned scale replaces the optics' when the spots are this much wider
 
 
 def _profile(c: np.ndarray, s: np.ndarray, u: np.ndarray):
@@ -1158,14 +1181,16 @@ def _candidates(img: np.ndarray, ps: float, prm: PunctaParams) -> _Candidates | 
     dy, dx = _subpixel(resp, iy, ix, base)
     amplitude = (resp[iy, ix] - base) / _unit_spot_gain(sigma, ratio, 1.0)
 
-    if prm.split_snr is not None:
-        unsmoothed = img - background
-        # noise of the unsmoothed image near the detections, for both steps
-        radius = 2.5 * sigma + 1.0
-        half = int(np.ceil(radius))
-        near_y = np.clip(np.r_[iy - half, iy + half, iy - half, iy + half], 0, img.shape[0] - 1)
-        near_x = np.clip(np.r_[ix - half, ix - half, ix + half, ix + half], 0, img.shape[1] - 1)
-        umed, usd, ustep = _noise_nodes(unsmoothed, window, near_y, near_x, shift)
+    # noise of the unsmoothed image near the detections: for the pair steps and
+    # the width measurement of step 1
+    unsmoothed = img - background
+    radius = 2.5 * sigma + 1.0
+    half = int(np.ceil(radius))
+    near_y = np.clip(np.r_[iy - half, iy + half, iy - half, iy + half], 0, img.shape[0] - 1)
+    near_x = np.clip(np.r_[ix - half, ix - half, ix + half, ix + half], 0, img.shape[1] - 1)
+    umed, usd, ustep = _noise_nodes(unsmoothed, window, near_y, near_x, shift)
+    n_split = 0
+    if prm.split_snr is not None and sigma <= _PIXEL_SPOT:
         owner, py, px = _split_pairs(
             unsmoothed, iy, ix, radius=radius, noise_grid=(umed, usd, ustep), snr=prm.split_snr,
             prominence=prm.split_prominence, shift=shift,
@@ -1182,11 +1207,10 @@ def _candidates(img: np.ndarray, ps: float, prm: PunctaParams) -> _Candidates | 
             dy, dx = np.r_[dy[stay], pdy], np.r_[dx[stay], pdx]
             amplitude = np.r_[amplitude[stay], pamp]
             snr = np.r_[snr[stay], psnr]
-        test = np.ones(len(iy), bool)
-        test[len(iy) - len(py):] = False  # already split on their maxima
-        noise = _sample(usd, ustep, iy, ix, shift).astype(np.float64)
-    else:
-        half, test, noise = 0, np.zeros(len(iy), bool), np.zeros(len(iy))
+            n_split = len(py)
+    test = np.ones(len(iy), bool)
+    test[len(iy) - n_split:] = False  # already split on their maxima
+    noise = _sample(usd, ustep, iy, ix, shift).astype(np.float64)
     return _Candidates(iy, ix, dy, dx, amplitude, snr, test, noise, half, sigma, window, resp, med_g,
                        sd_g, step, sd_raw, shift)
 
@@ -1249,6 +1273,11 @@ def detect_puncta(
             )
     ps = float(pixel_size_um)
     c = _candidates(img, ps, prm)
+    if c is not None and prm.learns_scale():
+        scale = _learned_scale(img, c, ps, prm)
+        if scale is not None:
+            prm = replace(prm, fixed_scale_px=scale)
+            c = _candidates(img, ps, prm)
     if c is None:
         return _empty()
     iy, ix, dy, dx, amplitude, snr = c.iy, c.ix, c.dy, c.dx, c.amplitude, c.snr
@@ -1354,17 +1383,29 @@ def isolated_spots(
     img = _as_2d_float(syn, "syn")
     oy0, ox0 = (int(v) for v in origin)
     prm = replace(prm, origin_px=(oy0, ox0))
+    return _isolated_part(img, _candidates(img, float(pixel_size_um), prm), float(pixel_size_um), prm,
+                          core=core, image_shape=image_shape)
+
+
+def _isolated_part(img: np.ndarray, c: _Candidates | None, ps: float, prm: PunctaParams, *,
+                   core: tuple[int, int, int, int] | None = None,
+                   image_shape: tuple[int, int] | None = None) -> dict[str, Any]:
+    """:func:`isolated_spots` of a float32 window and its candidates ``c``
+    (the window starts at image pixel ``prm.origin_px``)."""
+    oy0, ox0 = prm.origin_px
     h, w = image_shape if image_shape is not None else (oy0 + img.shape[0], ox0 + img.shape[1])
     cy0, cy1, cx0, cx1 = core if core is not None else (oy0, oy0 + img.shape[0], ox0, ox0 + img.shape[1])
-    ps = float(pixel_size_um)
     sigma = prm.sigma_px(ps)
     half = int(np.ceil(2.5 * sigma + 1.0))
     size = (2 * half + 1) ** 2
+    half_w = _width_half(ps, prm)
     out: dict[str, Any] = {
         "y_px": np.zeros(0, np.int64), "x_px": np.zeros(0, np.int64),
         "weight": np.zeros((0, -(-size // 8)), np.uint8),
+        "weight_wide": np.zeros((0, -(-((2 * half_w + 1) ** 2) // 8)), np.uint8),
         "oy": np.zeros(0), "ox": np.zeros(0), "noise": np.zeros(0), "n_testable": 0,
-        "noise_sd": np.zeros(0, np.float32), "half": half, "image_shape": (int(h), int(w)),
+        "noise_sd": np.zeros(0, np.float32), "half": half, "half_wide": half_w,
+        "image_shape": (int(h), int(w)),
     }
 
     def in_core(gy, gx):
@@ -1372,7 +1413,6 @@ def isolated_spots(
         gx = np.clip(gx, 0, w - 1)
         return (gy >= cy0) & (gy < cy1) & (gx >= cx0) & (gx < cx1)
 
-    c = _candidates(img, ps, prm)
     if c is not None:
         sd_g, step = c.sd_raw, c.step
     else:  # nothing detected: the noise windows still count
@@ -1385,7 +1425,7 @@ def isolated_spots(
     ny, nx = sd_g.shape
     gy, gx = np.meshgrid(oy0 - ay + step * np.arange(ny), ox0 - ax + step * np.arange(nx), indexing="ij")
     out["noise_sd"] = sd_g[in_core(gy, gx)]
-    if c is None or prm.split_snr is None or not c.test.any():
+    if c is None or not c.test.any() or (prm.split_snr is None and not prm.learns_scale()):
         return out
     cy, cx = (c.iy + oy0) + c.dy, (c.ix + ox0) + c.dx  # image pixels, as on the whole image
     idx, _, weight, _, noise, tree = _testable(img, cy, cx, c.test, half=c.half, noise=c.noise,
@@ -1399,6 +1439,9 @@ def isolated_spots(
         oy=cy[j] - gy, ox=cx[j] - gx, noise=noise[alone],
         n_testable=int(np.count_nonzero(mine)),
     )
+    if prm.learns_scale() and len(j):
+        _, wide, _ = _own_patches(img, cy, cx, j, half_w, tree, (oy0, ox0))
+        out["weight_wide"] = np.packbits(wide > 0, axis=1)
     return out
 
 
@@ -1441,12 +1484,27 @@ def image_wide_calibration(parts, *, pixel_size_um: float, params: PunctaParams 
     """
     prm = PunctaParams() if params is None else params
     parts = list(parts)
+    ps = float(pixel_size_um)
+    if prm.learns_scale() and sum(len(p["y_px"]) for p in parts) >= _MIN_ISOLATED:
+        if read is None:
+            raise ValueError("image_wide_calibration needs read(y0, y1, x0, x1) to read the calibration patches")
+        scale = _scale_from_parts(parts, ps, prm, read)
+        if scale is not None:
+            # the spots are wider than the optics' spot: gather again at their width
+            learned = replace(prm, fixed_scale_px=scale)
+            again = _gather(read, tuple(parts[0]["image_shape"]), ps, learned)
+            return {**image_wide_calibration(again, pixel_size_um=ps, params=learned, read=read),
+                    "fixed_scale_px": scale}
+        # the optics' scale stands: the tiles must not measure it again
+        return {**image_wide_calibration(parts, pixel_size_um=ps,
+                                         params=replace(prm, fixed_scale_px=prm.sigma_px(ps)), read=read),
+                "fixed_scale_px": prm.sigma_px(ps)}
     out: dict[str, float] = {}
     sd = np.concatenate([p["noise_sd"] for p in parts]) if parts else np.zeros(0, np.float32)
     if np.any(sd > 0):
         out["fixed_noise_floor"] = _floor_of(sd)
     n_alone = sum(len(p["y_px"]) for p in parts)
-    if prm.split_snr is None or n_alone < 10:
+    if prm.split_snr is None or n_alone < _MIN_ISOLATED:
         return out
     if read is None:
         raise ValueError("image_wide_calibration needs read(y0, y1, x0, x1) to read the calibration patches")
@@ -1462,9 +1520,75 @@ def image_wide_calibration(parts, *, pixel_size_um: float, params: PunctaParams 
                          tuple(parts[0]["image_shape"]))
     s_ref, misfit, excess = _calibrate(
         data, weight, weight.sum(axis=1), cat["noise"][sample], cat["oy"][sample], cat["ox"][sample],
-        half=half, sigma0=prm.sigma_px(pixel_size_um))
+        half=half, sigma0=prm.sigma_px(ps))
     out.update(fixed_spot_sigma_px=s_ref, fixed_misfit=misfit, fixed_split_excess=excess)
     return out
+
+
+def _learned_scale(img: np.ndarray, c: _Candidates, ps: float, prm: PunctaParams) -> float | None:
+    """The scale learned on this image (pixels) when it differs from the optics',
+    as :func:`image_wide_calibration` learns it window by window."""
+    part = _isolated_part(img, c, ps, prm)
+    if len(part["y_px"]) < _MIN_ISOLATED:
+        return None
+    oy0, ox0 = prm.origin_px
+
+    def read(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        rows = np.clip(np.arange(y0, y1) - oy0, 0, img.shape[0] - 1)
+        cols = np.clip(np.arange(x0, x1) - ox0, 0, img.shape[1] - 1)
+        return img[np.ix_(rows, cols)]
+
+    return _scale_from_parts([part], ps, prm, read)
+
+
+def _width_half(ps: float, prm: PunctaParams) -> int:
+    """Half-side (pixels) of the patches on which the spot width is measured:
+    three of the largest spot sigmas (``max_spot_sigma_um``) and a pixel."""
+    return int(np.ceil(3.0 * max(prm.max_spot_sigma_um / ps, prm.sigma_px(ps)) + 1.0))
+
+
+def _scale_from_parts(parts: list[dict[str, Any]], ps: float, prm: PunctaParams,
+                      read: Callable[[int, int, int, int], Any]) -> float | None:
+    """The learned detection scale (pixels) from :func:`isolated_spots` at the optics'
+    scale, or None when the spots are not clearly wider (module notes, step 1)."""
+    cat = {key: np.concatenate([p[key] for p in parts])
+           for key in ("y_px", "x_px", "weight_wide", "oy", "ox", "noise")}
+    n_alone = len(cat["y_px"])
+    order = np.lexsort((cat["x_px"], cat["y_px"]))  # raster order, as on the whole image
+    pos, _ = _calibration_sample(n_alone, n_alone)
+    sample = order[pos]
+    half_w = int(parts[0]["half_wide"])
+    weight = np.unpackbits(cat["weight_wide"][sample], axis=1,
+                           count=(2 * half_w + 1) ** 2).astype(np.float64)
+    data = _read_patches(read, cat["y_px"][sample], cat["x_px"][sample], half_w,
+                         tuple(parts[0]["image_shape"]))
+    noise = cat["noise"][sample]
+    sigma0 = prm.sigma_px(ps)
+    p, _ = _fit_single(data, weight, weight.sum(axis=1), cat["oy"][sample], cat["ox"][sample],
+                       sigma0, half_w, 0.05 * noise**2)
+    width = min(float(np.median(p[:, 1])), prm.max_spot_sigma_um / ps)
+    return width if width > _WIDER * sigma0 else None
+
+
+def _gather(read: Callable[[int, int, int, int], Any], shape: tuple[int, int], ps: float,
+            prm: PunctaParams) -> list[dict[str, Any]]:
+    """:func:`isolated_spots` of windows read one at a time, cores partitioning the image."""
+    sigma = prm.sigma_px(ps)
+    window = noise_window_px(ps, prm)
+    half = int(np.ceil(2.5 * sigma + 1.0))
+    margin = (2 * window + _filter_reach(sigma, prm.background_ratio) + int(np.ceil(_EXCLUDE * sigma))
+              + 4 * half + 8)
+    core = max(512, 2 * margin)
+    h, w = shape
+    parts = []
+    for y0 in range(0, h, core):
+        for x0 in range(0, w, core):
+            wy0, wx0 = max(0, y0 - margin), max(0, x0 - margin)
+            wy1, wx1 = min(h, y0 + core + margin), min(w, x0 + core + margin)
+            parts.append(isolated_spots(read(wy0, wy1, wx0, wx1), pixel_size_um=ps, params=prm,
+                                        core=(y0, min(h, y0 + core), x0, min(w, x0 + core)),
+                                        origin=(wy0, wx0), image_shape=shape))
+    return parts
 
 
 def _read_patches(read: Callable[[int, int, int, int], Any], gy: np.ndarray, gx: np.ndarray,
