@@ -11,7 +11,10 @@ found as the *locally thick* bright parts:
 3. the opened image is smoothed at soma scale and thresholded at
    ``max(Otsu, median + noise_k · σ)``, σ the MAD noise of the smoothed opened image;
 4. maxima of the smoothed opened image at least ``min_separation_um`` apart
-   seed a watershed in each connected part of that mask;
+   seed a watershed in each connected part of that mask; regions without a
+   neck between them are one cell (:func:`merge_lobes`): a cell body larger
+   than a typical soma, with a dimmer nucleus and a textured cytoplasm (a
+   GFAP-filled donor cell), has several intensity maxima but one outline;
 5. each soma is outlined at half its own brightness above its local
    background (as GFP+ cells, :mod:`~spinalquant.segment.gfp_cells`), then
    opened with a disk of ``trim_fraction`` × ``soma_diameter_um``: bright
@@ -27,10 +30,20 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters
+from skimage.segmentation import watershed
 
 from .. import _validate as check
 from ..errors import ConfigError
-from ._cells import check_origin, ellipsoid, filter_and_relabel, split_and_outline
+from ._cells import (
+    NECK_RATIO,
+    TOP_PERCENTILE,
+    check_origin,
+    ellipsoid,
+    filter_and_relabel,
+    grow_box,
+    outline_objects,
+    split_component,
+)
 from .gfp_cells import background_residual, pixel_noise, robust_sigma
 
 __all__ = [
@@ -40,6 +53,7 @@ __all__ = [
     "area_threshold",
     "gfap_area_fraction",
     "gfap_residual",
+    "merge_lobes",
     "segment_astrocytes",
     "soma_response",
     "soma_sample_stride",
@@ -82,6 +96,11 @@ class AstrocyteParams:
         ``soma_diameter_um``: process bases and meshwork bundles narrower than
         that are cut off, so the soma's centroid and area are its own
         (0 = no trimming).
+    neck_ratio : float
+        Two intensity-split regions of one component are one cell unless the
+        component's shape narrows between them to below this fraction of the
+        lower of their two inscribed radii (:func:`merge_lobes`; 1 = never
+        merge).
     fixed_threshold : float or None
         Threshold of step 3 on the smoothed opened image, given instead of
         computed from the image (None, the default: from the image). Tiled
@@ -107,6 +126,7 @@ class AstrocyteParams:
     edge_fraction: float = 0.5
     max_grow_um: float = 1.0
     trim_fraction: float = 0.7
+    neck_ratio: float = NECK_RATIO
     fixed_threshold: float | None = None
     fixed_median: float | None = None
     origin_px: tuple[int, int] = (0, 0)
@@ -122,6 +142,8 @@ class AstrocyteParams:
                 raise ConfigError(f"[astrocytes] {key} must be positive; got {getattr(self, key)}")
         if not 0 <= self.edge_fraction < 1:
             raise ConfigError(f"[astrocytes] edge_fraction must be in [0, 1); got {self.edge_fraction}")
+        if not 0 < self.neck_ratio <= 1:
+            raise ConfigError(f"[astrocytes] neck_ratio must be in (0, 1]; got {self.neck_ratio}")
         if not 0 <= self.trim_fraction <= 1:
             raise ConfigError(f"[astrocytes] trim_fraction must be in [0, 1]; got {self.trim_fraction}")
         for key in ("min_area_um2", "background_size_um", "min_separation_um", "max_grow_um"):
@@ -166,14 +188,173 @@ def segment_astrocytes(
         thr = t if thr is None else float(thr)
         med = m if med is None else float(med)
     min_px = params.min_area_um2 / (px * px)
-    lab = split_and_outline(
-        smooth, smooth > thr, spacing=(px, px),
-        min_separation_um=params.min_separation_um or 0.6 * params.soma_diameter_um,
-        split="intensity", edge_fraction=params.edge_fraction, ring_um=(1.0, _RING_WIDTH_UM),
-        max_grow_um=params.max_grow_um, trim_um=0.5 * params.trim_fraction * params.soma_diameter_um,
-        min_px=min_px, fallback=med,
-    )
+    lab = _split_merge_outline(smooth, smooth > thr, px=px, params=params, min_px=min_px, fallback=med)
     return filter_and_relabel(lab, min_px=min_px, max_px=0)
+
+
+def _split_merge_outline(smooth: np.ndarray, mask: np.ndarray, *, px: float, params: AstrocyteParams,
+                         min_px: float, fallback: float) -> np.ndarray:
+    """Steps 4-5 component by component, on a crop grown by the outline's reach.
+
+    As :func:`~spinalquant.segment._cells.split_and_outline` with
+    ``split="intensity"``, plus :func:`merge_lobes` between the split and the
+    outline. Labels are unique but not consecutive (no size filter yet).
+    """
+    spacing = np.array([px, px])
+    cc, n = ndi.label(mask)
+    out = np.zeros(mask.shape, np.int32)
+    if n == 0:
+        return out
+    min_sep = params.min_separation_um or 0.6 * params.soma_diameter_um
+    frac = params.edge_fraction
+    reach = max(1.0 + _RING_WIDTH_UM, params.max_grow_um) if frac > 0 else 0.0
+    margin = np.ceil(reach / spacing).astype(int) + 2
+    trim_um = 0.5 * params.trim_fraction * params.soma_diameter_um
+    trim = trim_um if frac > 0 and ellipsoid(trim_um, spacing).size > 1 else 0.0
+    skip_px = max(2.0, 0.25 * min_px)
+    if trim > 0:
+        # a component must hold the trim disk once grown by max_grow_um
+        skip_px = max(skip_px, np.pi * max(trim - params.max_grow_um, 0.0) ** 2 / px**2)
+    areas = np.bincount(cc.ravel())
+    next_id = 0
+    for c, sl in enumerate(ndi.find_objects(cc), start=1):
+        if areas[c] < skip_px:
+            continue
+        box = grow_box(sl, margin, mask.shape)
+        sub = cc[box]
+        comp = sub == c
+        vals = smooth[box]
+        local, m = split_component(comp, vals, spacing=spacing, min_sep_um=min_sep, how="intensity")
+        if m > 1:
+            shape = _half_max_shape(local, m, comp, sub == 0, vals, px=px, fraction=frac, fallback=fallback)
+            local, m = merge_lobes(local, m, shape, pixel_size_um=px, min_separation_um=min_sep,
+                                   ratio=params.neck_ratio)
+        if frac > 0:
+            local = outline_objects(local, m, np.where(comp, 0, sub), vals, spacing=spacing, fraction=frac,
+                                    ring_um=(1.0, _RING_WIDTH_UM), grow_um=params.max_grow_um,
+                                    trim_um=trim, fallback=fallback)
+        else:
+            filled = ndi.binary_fill_holes(comp)
+            if m == 1:
+                local = filled.astype(np.int32)
+            elif np.count_nonzero(filled) > np.count_nonzero(comp):
+                local = watershed(-vals, local, mask=filled).astype(np.int32)
+        dst = out[box]
+        put = (local > 0) & (dst == 0)
+        dst[put] = local[put] + next_id
+        next_id += m
+    return out
+
+
+def _half_max_shape(local: np.ndarray, m: int, comp: np.ndarray, free: np.ndarray, vals: np.ndarray, *,
+                    px: float, fraction: float, fallback: float) -> np.ndarray:
+    """The component's shape at each region's own ``fraction`` level (the outline's cut, untrimmed).
+
+    The detection mask of a bright pair of cells is cut far below their
+    brightness and fills the neck between them; at half their own maximum
+    the neck shows. Background: the median of the outline's ring (1 µm to
+    1 + ``_RING_WIDTH_UM`` outside the component, ``free`` pixels only), or
+    ``fallback``. ``fraction = 0`` gives the component itself.
+    """
+    if fraction <= 0:
+        return comp
+    d_out = ndi.distance_transform_edt(~comp, sampling=(px, px))
+    ring = free & (d_out > 1.0) & (d_out <= 1.0 + _RING_WIDTH_UM)
+    bg = float(np.median(vals[ring])) if np.count_nonzero(ring) >= 8 else fallback
+    shape = np.zeros(comp.shape, bool)
+    for j in range(1, m + 1):
+        region = local == j
+        if not region.any():
+            continue
+        top = float(np.percentile(vals[region], TOP_PERCENTILE))
+        shape |= region & (vals > bg + fraction * (top - bg)) if top > bg else region
+    return shape
+
+
+def merge_lobes(lab: np.ndarray, m: int, component: np.ndarray, *, pixel_size_um: float,
+                min_separation_um: float, ratio: float = NECK_RATIO) -> tuple[np.ndarray, int]:
+    """Join the intensity-watershed regions of one detection component that no neck separates.
+
+    Intensity maxima split a cell body into *lobes* when the body is larger
+    than the seed spacing and its brightness is uneven (a dim nucleus,
+    cytoplasmic texture). Two touching cells, in contrast, meet at a neck of
+    the component's shape. On the component's distance transform (smoothed
+    as the distance split of :mod:`~spinalquant.segment._cells` smooths it),
+    neighbours whose highest boundary value reaches ``ratio`` times the lower
+    of their two peaks are joined, best pair first; a joined group's peak is
+    its members' highest, so a thin bridge between two somata (a thick
+    process) cannot chain them into one.
+
+    Parameters
+    ----------
+    lab : ndarray of int, shape (Y, X)
+        Regions ``1..m`` of one component (0 outside).
+    m : int
+        Number of regions.
+    component : ndarray of bool, shape (Y, X)
+        The component's shape tested for necks (:func:`segment_astrocytes`
+        passes it cut at each region's half maximum, where the neck between
+        two bright touching cells shows).
+    pixel_size_um : float
+    min_separation_um : float
+        Seed spacing of the split; sets the smoothing of the distance transform.
+    ratio : float
+        Boundary / lower peak at or above which two regions are one.
+
+    Returns
+    -------
+    (ndarray of int32, int)
+        Regions renumbered ``1..k`` and ``k``.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:30, :60]
+    >>> blob = np.hypot(yy - 15, xx - 20, dtype=float) < 12           # one round body
+    >>> merge_lobes(np.where(xx < 20, 1, 2) * blob, 2, blob, pixel_size_um=1.0, min_separation_um=5)[1]
+    1
+    >>> two = blob | (np.hypot(yy - 15, xx - 44) < 10)               # and a touching second one
+    >>> merge_lobes(np.where(xx < 33, 1, 2) * two, 2, two, pixel_size_um=1.0, min_separation_um=5)[1]
+    2
+    """
+    lab = np.asarray(lab)
+    if m <= 1:
+        return lab.astype(np.int32), int(m)
+    px = check.pixel_size(pixel_size_um)
+    dist = ndi.distance_transform_edt(np.asarray(component, bool), sampling=(px, px))
+    surface = ndi.gaussian_filter(dist, sigma=max(0.5, 0.15 * min_separation_um / px))
+    peak = np.asarray(ndi.maximum(surface, lab, np.arange(1, m + 1)), float)
+    peak = np.r_[0.0, peak]
+    saddle: dict[tuple[int, int], float] = {}
+    for axis in (0, 1):
+        a = np.moveaxis(lab, axis, 0)
+        sv = np.moveaxis(surface, axis, 0)
+        edge = (a[:-1] != a[1:]) & (a[:-1] > 0) & (a[1:] > 0)
+        if not edge.any():
+            continue
+        pa, pb = a[:-1][edge], a[1:][edge]
+        v = np.minimum(sv[:-1][edge], sv[1:][edge])
+        for i, j, val in zip(np.minimum(pa, pb).tolist(), np.maximum(pa, pb).tolist(), v.tolist(),
+                             strict=True):
+            saddle[(i, j)] = max(val, saddle.get((i, j), -np.inf))
+    group = np.arange(m + 1)
+    while saddle:
+        (i, j), score = max(((k, v / min(peak[k[0]], peak[k[1]])) for k, v in saddle.items()),
+                            key=lambda kv: kv[1])
+        if score < ratio:
+            break
+        # join j into i: the group's peak is the higher, its boundaries the union
+        group[group == j] = i
+        peak[i] = max(peak[i], peak[j])
+        merged: dict[tuple[int, int], float] = {}
+        for (a, b), v in saddle.items():
+            a, b = (i if a == j else a), (i if b == j else b)
+            if a == b:
+                continue
+            key = (min(a, b), max(a, b))
+            merged[key] = max(v, merged.get(key, -np.inf))
+        saddle = merged
+    _, new = np.unique(group, return_inverse=True)  # 0 stays 0
+    return new.astype(np.int32)[lab], int(new.max())
 
 
 def soma_response(gfap, *, pixel_size_um: float, params: AstrocyteParams = AstrocyteParams()) -> np.ndarray:
