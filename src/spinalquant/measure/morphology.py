@@ -35,6 +35,7 @@ __all__ = [
     "max_feret_diameter",
     "measure_fibers",
     "min_feret_diameter",
+    "nucleus_mask",
 ]
 
 #: Columns of :func:`measure_fibers` (always present, in this order).
@@ -50,6 +51,9 @@ FIBER_COLUMNS = (
     "solidity",
     "touches_border",
 )
+#: Smallest segmented nucleus in pixels, whatever ``min_nucleus_area_um2`` (2 x 2 pixels).
+_MIN_NUCLEUS_PX = 4
+
 #: Extra columns when nuclei are given to :func:`measure_fibers`.
 NUCLEI_COLUMNS = ("central_nuclei", "has_central_nucleus")
 
@@ -335,7 +339,8 @@ def _border_labels(labels: np.ndarray) -> np.ndarray:
     return np.unique(edge[edge > 0])
 
 
-def _nuclei_labels(nuclei, shape, kind: str, pixel_size_um: float, min_nucleus_area_um2: float):
+def _nuclei_labels(nuclei, shape, kind: str, pixel_size_um: float, min_nucleus_area_um2: float,
+                   noise_k: float = 4.0, background_um: float = 25.0):
     arr = np.asarray(nuclei)
     if arr.shape != tuple(shape):
         raise ValueError(f"nuclei shape {arr.shape} differs from labels shape {tuple(shape)}")
@@ -347,19 +352,71 @@ def _nuclei_labels(nuclei, shape, kind: str, pixel_size_um: float, min_nucleus_a
         if not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"nuclear labels must be integer, got {arr.dtype}")
         return arr
-    # intensity: smooth ~0.5 µm, Otsu, drop specks smaller than a nucleus fragment
-    from skimage.filters import gaussian, threshold_otsu
-
-    img = gaussian(arr.astype(np.float32), sigma=max(0.5 / pixel_size_um, 0.5))
-    if float(img.max()) == float(img.min()):
-        return np.zeros(arr.shape, dtype=np.int32)
-    mask = img > threshold_otsu(img)
+    mask = nucleus_mask(arr, pixel_size_um=pixel_size_um, noise_k=noise_k, background_um=background_um)
     lab = measure.label(mask)
-    min_px = min_nucleus_area_um2 / pixel_size_um**2
+    # a nucleus covers at least 2 x 2 pixels: at coarse pixel sizes single
+    # noise pixels above the floor would otherwise pass the area in µm²
+    min_px = max(min_nucleus_area_um2 / pixel_size_um**2, _MIN_NUCLEUS_PX)
     sizes = np.bincount(lab.ravel())
     keep = sizes >= min_px
     keep[0] = False
     return np.where(keep[lab], lab, 0)
+
+
+def nucleus_mask(dapi, *, pixel_size_um: float, noise_k: float = 4.0,
+                 background_um: float = 25.0) -> np.ndarray:
+    """Pixels of a nuclear-stain image that are significantly brighter than their surroundings.
+
+    The image is smoothed (Gaussian, σ = 0.5 µm), its local background — a
+    grey opening with a ``background_um`` square, box-filtered — subtracted,
+    and the residual thresholded at ``max(Otsu, median + noise_k · σ)``, σ
+    the MAD-based noise of the residual (robust: nuclei are a minority of
+    pixels). The noise floor keeps a channel without nuclei (noise, uneven
+    illumination) from being split by Otsu into "nuclei" and background.
+
+    Parameters
+    ----------
+    dapi : ndarray, shape (Y, X)
+        Nuclear-stain intensities (any numeric dtype).
+    pixel_size_um : float
+    noise_k : float
+        Noise floor of the threshold, in σ above the residual's median.
+    background_um : float
+        Side of the background window (wider than a nucleus or a cluster of
+        them; 0 = no background removal).
+
+    Returns
+    -------
+    ndarray of bool, shape (Y, X)
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> noise = rng.normal(100, 10, (200, 200))
+    >>> int(nucleus_mask(noise, pixel_size_um=0.5).sum()) < 10   # noise only: a speck at most
+    True
+    >>> img = noise.copy(); img[90:100, 90:110] += 200            # one 5 x 10 µm nucleus
+    >>> m = nucleus_mask(img, pixel_size_um=0.5)
+    >>> bool(m[95, 100]), int(m.sum()) in range(150, 260)
+    (True, True)
+    """
+    img = check.plane(dapi, "nuclei").astype(np.float32)
+    px = check.pixel_size(pixel_size_um)
+    if not (noise_k >= 0 and background_um >= 0):
+        raise ValueError(f"noise_k and background_um must be >= 0; got {noise_k}, {background_um}")
+    img = ndi.gaussian_filter(img, sigma=max(0.5 / px, 0.5))
+    if background_um > 0:
+        size = max(3, round(background_um / px) | 1)
+        bg = ndi.uniform_filter(ndi.grey_opening(img, size=(size, size)), size=size)
+        img = img - bg
+    sample = img.ravel()[:: max(1, img.size // 1_000_000)].astype(np.float64)
+    if not np.ptp(sample) > 0:
+        return np.zeros(img.shape, bool)
+    med = float(np.median(sample))
+    floor = med + noise_k * 1.4826 * float(np.median(np.abs(sample - med)))
+    from skimage.filters import threshold_otsu
+
+    return img > max(float(threshold_otsu(sample)), floor)
 
 
 def _central_nuclei(
@@ -400,6 +457,8 @@ def measure_fibers(
     central_min_um: float = 2.0,
     central_fraction: float = 0.25,
     min_nucleus_area_um2: float = 4.0,
+    nucleus_noise_k: float = 4.0,
+    nucleus_background_um: float = 25.0,
 ) -> pd.DataFrame:
     """Tidy table of muscle-fiber cross sections.
 
@@ -415,8 +474,9 @@ def measure_fibers(
         ``touches_border`` column is kept either way.
     nuclei : ndarray (Y, X), optional
         Nuclear label image (integer), nuclear mask (bool) or nuclear-stain intensity
-        image (float, or any dtype with ``nuclei_kind="intensity"``: Otsu threshold after
-        a 0.5 µm Gaussian, objects ≥ ``min_nucleus_area_um2``).
+        image (float, or any dtype with ``nuclei_kind="intensity"``: segmented by
+        :func:`nucleus_mask`, objects ≥ ``min_nucleus_area_um2`` and ≥ 4 pixels). A nuclear channel
+        without nuclei (noise only) gives no nuclei, so no fiber has a central one.
     nuclei_kind : {"auto", "labels", "intensity"}
         How to read ``nuclei``; "auto" takes integer arrays as labels and float arrays
         as intensity. A raw uint16 DAPI image needs ``"intensity"``.
@@ -427,6 +487,8 @@ def measure_fibers(
         distance map). Peripheral myonuclei sit right under the sarcolemma.
     min_nucleus_area_um2 : float
         Smallest nucleus kept when segmenting a nuclear intensity image.
+    nucleus_noise_k, nucleus_background_um : float
+        Noise floor (σ) and background window (µm) of :func:`nucleus_mask`.
 
     Returns
     -------
@@ -475,7 +537,8 @@ def measure_fibers(
     df["touches_border"] = df["label"].isin(_border_labels(labels))
     if nuclei is not None:
         nuc = _nuclei_labels(
-            nuclei, labels.shape, nuclei_kind, float(pixel_size_um), min_nucleus_area_um2
+            nuclei, labels.shape, nuclei_kind, float(pixel_size_um), min_nucleus_area_um2,
+            nucleus_noise_k, nucleus_background_um,
         )
         counts = _central_nuclei(
             labels, nuc, float(pixel_size_um), central_min_um, central_fraction
