@@ -17,7 +17,7 @@ Method (one scale, tuned to the optics rather than searched over scales):
    10 of them), one pixel-integrated Gaussian of free width, position, flux
    and background is fitted in a disk of ``3 max_spot_sigma_um + 1`` pixels
    (only the pixels nearer to that detection than to any other), and when the
-   median width exceeds the optics' scale by more than 20 % (at most
+   median width exceeds the optics' scale by more than 10 % (at most
    ``max_spot_sigma_um``), detection runs again at that width: the filter
    is then matched to the spots, one maximum per bouton, and the minimum
    separation of step 3 and the pair tests of steps 5-6 follow the measured
@@ -844,7 +844,7 @@ _N_CALIBRATE = 60
 _CHI2_3_MEDIAN = 2.366  # median of the chi-square distribution with 3 degrees of freedom
 _PIXEL_SPOT = 1.0  # pixel maxima split pairs only of spots up to this sigma (pixels)
 _MIN_ISOLATED = 10  # isolated detections needed to calibrate on them
-_WIDER = 1.2  # a learned scale replaces the optics' when the spots are this much wider
+_WIDER = 1.1  # a learned scale replaces the optics' when the spots are this much wider
 
 
 def _profile(c: np.ndarray, s: np.ndarray, u: np.ndarray):
