@@ -134,6 +134,9 @@ def split_component(comp: np.ndarray, values: np.ndarray, *, spacing, min_sep_um
         return comp.astype(np.int32), 1
     spacing = np.asarray(spacing, dtype=float)
     if how == "distance":
+        # a hole inside a cell (a dim nucleus below the detection threshold) is part of
+        # it: left open, the distance transform would peak all around it
+        comp = _fill_small_holes(comp, values, min_sep_um, spacing)
         dist = ndi.distance_transform_edt(comp, sampling=spacing)
         # a little smoothing removes spurious maxima of the EDT on ragged outlines
         surface = ndi.gaussian_filter(dist, sigma=np.maximum(0.5, 0.15 * min_sep_um / spacing))
@@ -149,6 +152,26 @@ def split_component(comp: np.ndarray, values: np.ndarray, *, spacing, min_sep_um
     if how == "distance":
         lab, m = merge_without_neck(lab, surface, m)
     return lab, m
+
+
+def _fill_small_holes(comp: np.ndarray, values: np.ndarray, radius_um: float,
+                      spacing: np.ndarray) -> np.ndarray:
+    """``comp`` with its small, cell-bright holes filled.
+
+    A hole is filled when it is no larger than a disc (a ball in 3-D) of
+    ``radius_um`` and its mean value is at least half the component's median:
+    a dim nucleus just below the detection threshold. Background enclosed
+    between touching cells is darker and stays open.
+    """
+    holes = ndi.binary_fill_holes(comp) & ~comp
+    if not holes.any():
+        return comp
+    size = np.pi * radius_um**2 if comp.ndim == 2 else 4.0 / 3.0 * np.pi * radius_um**3
+    lab, n = ndi.label(holes)
+    idx = np.arange(1, n + 1)
+    big = np.bincount(lab.ravel(), minlength=n + 1)[1:] * float(np.prod(spacing)) > size
+    dim = np.asarray(ndi.mean(values, lab, idx)) < 0.5 * float(np.median(values[comp]))
+    return comp | np.isin(lab, idx[~big & ~dim])
 
 
 #: Two distance-watershed regions are one cell unless the distance transform
