@@ -7,7 +7,7 @@ import pytest
 
 from spinalquant import Stack, analyze, detect_section
 from spinalquant.config import Config
-from spinalquant.errors import MissingChannelError, PixelSizeError
+from spinalquant.errors import ImageContentError, MissingChannelError, PixelSizeError
 from spinalquant.measure.matching import match_points
 from spinalquant.pipeline import CORD_FIGURES, MUSCLE_FIGURES, TABLE_COLUMNS
 from spinalquant.roi import polygon_mask
@@ -89,6 +89,10 @@ def test_config_mapping_overrides_names():
     renamed = Stack(ph.stack.data, ("Ch1", "Ch2"), ph.stack.pixel_size_um)
     with pytest.raises(MissingChannelError, match="Ch1"):
         detect_section(renamed)
+    # the hint's example names one of the file's own channels
+    other = Stack(ph.stack.data, ("C0", "C1"), ph.stack.pixel_size_um)
+    with pytest.raises(MissingChannelError, match=r'\[channels\] gfp = "C0"'):
+        detect_section(other)
     cfg = Config.from_dict({"channels": {"gfp": "Ch1", "chat": 1}})
     res = analyze(renamed, cfg)
     assert res.summary["n_gfp_cells"] == analyze(ph.stack).summary["n_gfp_cells"]
@@ -131,3 +135,13 @@ def test_inputs_are_not_modified(cord):
     before = ph.stack.data.copy()
     analyze(ph.stack)
     np.testing.assert_array_equal(before, ph.stack.data)
+
+
+def test_an_empty_channel_is_named_as_in_the_file():
+    ph = make_cord_section(seed=4, shape=(256, 256), n_motor_neurons=2, n_small_chat=3, n_gfp_cells=8,
+                           channel_names=("EGFP", "ChAT"))
+    data = ph.stack.data.copy()
+    data[1] = 0
+    blank = Stack(data, ("EGFP", "ChAT-647"), ph.stack.pixel_size_um)
+    with pytest.raises(ImageContentError, match=r"CHAT channel \('ChAT-647'\) is empty"):
+        analyze(blank)

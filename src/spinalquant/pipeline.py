@@ -101,10 +101,12 @@ def detect_section(stack: Stack, config: Config | None = None) -> str:
         return "cord"
     if present & set(MUSCLE_MARKERS):
         return "muscle"
+    example = stack.channel_names[0] if stack.channel_names else "Ch2"
     raise MissingChannelError(
         f"{stack.name}: cannot tell cord from muscle: channels {list(stack.channel_names)} "
         "name none of GFP, GFAP, ChAT, a synaptic marker (cord) or Laminin/Dystrophin/WGA "
-        "(muscle). Map them in the config, e.g. [channels] gfp = \"Ch2\""
+        f"(muscle). Map them in the config, e.g. [channels] gfp = \"{example}\" "
+        "(a channel name or its 0-based index)"
     )
 
 
@@ -130,6 +132,16 @@ def marker_plane(stack: Stack, cfg: Config, marker: str) -> np.ndarray:
     Raises :class:`~spinalquant.errors.MissingChannelError` when the channel is absent.
     """
     return project(stack.channel(cfg.marker(marker), cfg.aliases), method=cfg.image.projection)
+
+
+def _channel_label(stack: Stack, cfg: Config, marker: str) -> str:
+    """The file's name of the channel a marker maps to (for messages)."""
+    try:
+        i = stack.channel_index(cfg.marker(marker), cfg.aliases)
+    except MissingChannelError:
+        return marker
+    names = stack.channel_names
+    return f"'{names[i]}'" if i < len(names) else f"channel {i}"
 
 
 def resolve_pixel_size(stack: Stack, cfg: Config) -> float:
@@ -302,8 +314,8 @@ def _analyze_cord(
     for m, p in planes.items():
         if not np.any(p):
             raise ImageContentError(
-                f"{stack.name}: the {m.upper()} channel is empty (all zeros); check the file "
-                "or the channel mapping"
+                f"{stack.name}: the {m.upper()} channel ({_channel_label(stack, cfg, m)}) is empty "
+                "(all zeros); check the file or the channel mapping"
             )
 
     def reference(exclude: str) -> np.ndarray | None:
