@@ -11,10 +11,13 @@ found as the *locally thick* bright parts:
 3. the opened image is smoothed at soma scale and thresholded at
    ``max(Otsu, median + noise_k · σ)``, σ the MAD noise of the smoothed opened image;
 4. maxima of the smoothed opened image at least ``min_separation_um`` apart
-   seed a watershed in each connected part of that mask; regions without a
-   neck between them are one cell (:func:`merge_lobes`): a cell body larger
-   than a typical soma, with a dimmer nucleus and a textured cytoplasm (a
-   GFAP-filled donor cell), has several intensity maxima but one outline;
+   seed a watershed in each connected part of that mask. Shapes are then
+   judged at each region's half maximum: regions without a neck between them
+   are one cell (:func:`merge_lobes`) — a cell body larger than a typical
+   soma, with a dimmer nucleus and a textured cytoplasm (a GFAP-filled donor
+   cell), has several intensity maxima but one outline — and a region whose
+   shape has a neck is split there (a dim cell on the shoulder of a bright
+   one has no maximum of its own);
 5. each soma is outlined at half its own brightness above its local
    background (as GFP+ cells, :mod:`~spinalquant.segment.gfp_cells`), then
    opened with a disk of ``trim_fraction`` × ``soma_diameter_um``: bright
@@ -225,10 +228,11 @@ def _split_merge_outline(smooth: np.ndarray, mask: np.ndarray, *, px: float, par
         comp = sub == c
         vals = smooth[box]
         local, m = split_component(comp, vals, spacing=spacing, min_sep_um=min_sep, how="intensity")
+        shape = _half_max_shape(local, m, comp, sub == 0, vals, px=px, fraction=frac, fallback=fallback)
         if m > 1:
-            shape = _half_max_shape(local, m, comp, sub == 0, vals, px=px, fraction=frac, fallback=fallback)
             local, m = merge_lobes(local, m, shape, pixel_size_um=px, min_separation_um=min_sep,
                                    ratio=params.neck_ratio)
+        local, m = _split_at_necks(local, m, shape, spacing=spacing, min_sep_um=min_sep)
         if frac > 0:
             local = outline_objects(local, m, np.where(comp, 0, sub), vals, spacing=spacing, fraction=frac,
                                     ring_um=(1.0, _RING_WIDTH_UM), grow_um=params.max_grow_um,
@@ -244,6 +248,33 @@ def _split_merge_outline(smooth: np.ndarray, mask: np.ndarray, *, px: float, par
         dst[put] = local[put] + next_id
         next_id += m
     return out
+
+
+def _split_at_necks(local: np.ndarray, m: int, shape: np.ndarray, *, spacing, min_sep_um: float
+                    ) -> tuple[np.ndarray, int]:
+    """Split each region whose half-maximum shape has a neck (a dim cell beside a bright one).
+
+    The intensity maxima miss a dim cell on the shoulder of a brighter one;
+    its shape still shows: each region's part of ``shape`` is split by the
+    distance transform (necks only,
+    :func:`~spinalquant.segment._cells.split_component` ``how="distance"``)
+    and the region divided among the pieces by a watershed on that distance.
+    """
+    out = np.zeros(local.shape, np.int32)
+    n = 0
+    for j in range(1, m + 1):
+        region = local == j
+        part = region & shape
+        pieces, k = (split_component(part, part, spacing=spacing, min_sep_um=min_sep_um, how="distance")
+                     if part.any() else (part.astype(np.int32), 1))
+        if k > 1:
+            dist = ndi.distance_transform_edt(part, sampling=spacing)
+            pieces = watershed(-dist, pieces, mask=region)
+            out[region] = pieces[region] + n
+        else:
+            out[region] = n + 1
+        n += k
+    return out, n
 
 
 def _half_max_shape(local: np.ndarray, m: int, comp: np.ndarray, free: np.ndarray, vals: np.ndarray, *,
@@ -281,9 +312,10 @@ def merge_lobes(lab: np.ndarray, m: int, component: np.ndarray, *, pixel_size_um
     the component's shape. On the component's distance transform (smoothed
     as the distance split of :mod:`~spinalquant.segment._cells` smooths it),
     neighbours whose highest boundary value reaches ``ratio`` times the lower
-    of their two peaks are joined, best pair first; a joined group's peak is
-    its members' highest, so a thin bridge between two somata (a thick
-    process) cannot chain them into one.
+    of their two peaks are joined, the pair with the highest boundary first;
+    a joined group's peak is its members' highest, so neither a thin bridge
+    between two somata (a thick process) nor a small lobe at the neck
+    between two cells chains them into one.
 
     Parameters
     ----------
@@ -337,11 +369,14 @@ def merge_lobes(lab: np.ndarray, m: int, component: np.ndarray, *, pixel_size_um
                              strict=True):
             saddle[(i, j)] = max(val, saddle.get((i, j), -np.inf))
     group = np.arange(m + 1)
-    while saddle:
-        (i, j), score = max(((k, v / min(peak[k[0]], peak[k[1]])) for k, v in saddle.items()),
-                            key=lambda kv: kv[1])
-        if score < ratio:
+    while True:
+        # of the pairs without a neck, the one joined along the highest boundary first: a
+        # small lobe at the neck between two cells joins the cell it lies deep in, and then
+        # the two cells, with their full peaks, still meet at the neck
+        joinable = [(v, k) for k, v in saddle.items() if v >= ratio * min(peak[k[0]], peak[k[1]])]
+        if not joinable:
             break
+        i, j = max(joinable)[1]
         # join j into i: the group's peak is the higher, its boundaries the union
         group[group == j] = i
         peak[i] = max(peak[i], peak[j])
