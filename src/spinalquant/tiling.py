@@ -787,7 +787,8 @@ def analyze_tiled(
             "motor_neuron_levels": tile_cfg.motor_neurons.fixed_levels,
         }
         pp = tile_cfg.puncta
-        for key in ("fixed_noise_floor", "fixed_spot_sigma_px", "fixed_misfit", "fixed_split_excess"):
+        for key in ("fixed_noise_floor", "fixed_spot_sigma_px", "fixed_misfit", "fixed_split_excess",
+                    "fixed_scale_px"):
             provenance["tiling"]["image_wide"][f"puncta_{key[6:]}"] = getattr(pp, key)
 
     if kind == "muscle":
