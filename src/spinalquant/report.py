@@ -237,6 +237,57 @@ def save_qc_png(path: str | Path, res: Results, *, title: str = "") -> Path:
 
 
 # ------------------------------------------------------------------ report
+def format_number(v: float) -> str:
+    """A table value with 4 significant digits, never in scientific notation.
+
+    Parameters
+    ----------
+    v : float
+        The value; NaN gives an empty string.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> [format_number(v) for v in (34219.288, 0.0776397, 82.3529, 7.0, float("nan"))]
+    ['34219', '0.07764', '82.35', '7', '']
+    """
+    if v is None or np.isnan(v):
+        return ""
+    if not np.isfinite(v):
+        return str(v)
+    if abs(v) >= 1e4:
+        return f"{v:.0f}"
+    txt = f"{v:.4g}"
+    if "e" in txt:  # tiny values: plain decimals, 4 significant digits
+        digits = 3 - int(np.floor(np.log10(abs(v))))
+        txt = f"{v:.{digits}f}"
+    return txt
+
+
+def _notes_html(run: dict[str, Any]) -> list[str]:
+    """Per-image notes and review marks from run.json, as HTML (nothing when there are none)."""
+    items = []
+    for image, entry in (run.get("images") or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        for note in entry.get("notes") or []:
+            items.append(f"<li><b>{html.escape(str(image))}</b>: {html.escape(str(note))}</li>")
+        review = entry.get("review") or {}
+        if review.get("reviewed"):
+            n = len(review.get("edits") or [])
+            items.append(
+                f"<li><b>{html.escape(str(image))}</b>: reviewed by hand in napari "
+                f"({n} edit(s), last saved {html.escape(str(review.get('time', '')))} by "
+                f"{html.escape(str(review.get('user', '')))}); its numbers include those edits</li>"
+            )
+    if not items:
+        return []
+    return ["<h2>Notes</h2><ul>", *items, "</ul>"]
+
+
 def _plot_png(draw) -> str:
     from matplotlib.figure import Figure
 
@@ -306,9 +357,12 @@ def write_report(out_dir: str | Path) -> Path:
     if fib_path.is_file():
         fib = pd.read_csv(fib_path)
         if len(fib):
+            # one set of bin edges for every image, so the curves can be compared
+            edges = np.histogram_bin_edges(fib["area_um2"].dropna(), bins=30)
+
             def hist(ax):
                 for name, g in fib.groupby("image"):
-                    ax.hist(g["area_um2"], bins=30, histtype="step", label=str(name))
+                    ax.hist(g["area_um2"], bins=edges, histtype="step", label=str(name))
                 ax.set_xlabel("fiber CSA (µm²)")
                 ax.set_ylabel("fibers")
                 ax.legend(fontsize=7)
@@ -337,13 +391,15 @@ def write_report(out_dir: str | Path) -> Path:
         for c in show:
             v = r[c]
             if isinstance(v, float):
-                txt = "" if np.isnan(v) else f"{v:.4g}"
+                txt = format_number(v)
             else:
                 txt = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
             left = " class='l'" if c in ("image", "status", "error", "section") else ""
             parts.append(f"<td{left}>{html.escape(txt)}</td>")
         parts.append("</tr>")
-    parts.append("</table></div><h2>QC overlays</h2><div class='thumbs'>")
+    parts.append("</table></div>")
+    parts += _notes_html(run)
+    parts.append("<h2>QC overlays</h2><div class='thumbs'>")
     for _, r in ok.iterrows():
         rel = f"qc/{output_stem(str(r['image']))}.png"
         b64 = _thumb(out / rel)

@@ -90,7 +90,8 @@ DEFAULT_MEASURES: dict[str, Measure] = {
     m.name: m
     for m in (
         Measure(
-            "n_motor_neurons", "summary", "n_motor_neurons", "ChAT+ motor neurons per ventral horn"
+            # per analysed image: the ventral horn only when an ROI was given
+            "n_motor_neurons", "summary", "n_motor_neurons", "ChAT+ motor neurons per section"
         ),
         Measure(
             "puncta_per_100um",

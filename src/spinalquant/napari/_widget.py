@@ -77,7 +77,9 @@ def _fmt(v: Any) -> str:
     if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
         return ""
     if isinstance(v, float | np.floating):
-        return f"{v:.4g}"
+        from ..report import format_number
+
+        return format_number(float(v))  # 34219, not 3.422e+04
     return str(v)
 
 
@@ -102,6 +104,8 @@ class SpinalquantWidget(QWidget):
         self._on_layers_changed()
         for layer in list(self.viewer.layers):
             self._adopt(layer)
+        if self._active in self.sessions:  # a results folder opened before the widget
+            self._show_summary(self.sessions[self._active])
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -505,8 +509,10 @@ class SpinalquantWidget(QWidget):
                                         source=meta.get("source"))
                 self.sessions[image] = session
                 self._active = image
+                self._show_summary(session)
         session.layers[kind] = layer
-        self.flip_btn.setEnabled("gfp_cells" in session.layers)
+        if session.image == self._active:
+            self.flip_btn.setEnabled("gfp_cells" in session.layers)
         if kind == "puncta":
             session.points0 = np.array(layer.data, copy=True)
             return
@@ -528,7 +534,8 @@ class SpinalquantWidget(QWidget):
     def _on_active_layer(self, event: Any = None) -> None:
         layer = self.viewer.layers.selection.active
         image = layer.metadata.get("spinalquant", {}).get("image") if layer is not None else None
-        if image in self.sessions and image != self._active:
+        if image in self.sessions and (image != self._active
+                                       or self.summary_table.rowCount() == 0):
             self._active = image
             self._show_summary(self.sessions[image])
 
@@ -559,7 +566,9 @@ class SpinalquantWidget(QWidget):
         table = session.current.tables.get(kind)
         row = None if table is None else table[table["label"] == label]
         if row is None or row.empty:
-            self.selected_label.setText(f"{kind} {label}: not measured (new or edited — Recompute)")
+            self.selected_label.setText(
+                f"{kind} {label}: not measured — press Recompute after editing; an object "
+                "outside the ROI or below the minimum size is not counted")
             self._fill(self.object_table, [])
             return
         rec = row.iloc[0].to_dict()
@@ -571,6 +580,9 @@ class SpinalquantWidget(QWidget):
         rows = [(k, v) for k, v in session.current.summary.items() if v is not None]
         self._fill(self.summary_table, [("image", session.image), ("section", session.current.section),
                                         *rows])
+        # the review controls follow the image shown
+        self.flip_btn.setEnabled("gfp_cells" in session.layers)
+        self.out_label.setText(f"results folder: {session.out_dir or '(not saved yet)'}")
 
     # --------------------------------------------------------------- review
     def flip_gfap(self, label: int | None = None) -> None:
@@ -649,6 +661,15 @@ class SpinalquantWidget(QWidget):
         except Exception as exc:
             self._error(exc)
             return None
+        report_note = ""
+        if (Path(out) / "report.html").is_file():  # keep the folder's report in step
+            try:
+                from ..report import write_report
+
+                write_report(out)
+                report_note = " (report.html updated)"
+            except Exception as exc:  # the tables are saved; say what is stale
+                report_note = f" (report.html NOT updated: {exc})"
         session.baseline = new
         session.overrides = {}
         session.out_dir = str(out)
@@ -658,12 +679,15 @@ class SpinalquantWidget(QWidget):
         for lyr in session.layers.values():
             lyr.metadata.setdefault("spinalquant", {})["out_dir"] = str(out)
         self.out_label.setText(f"results folder: {out}")
-        self.status.setText(f"{session.image}: saved (reviewed) into {out}")
+        self.status.setText(f"{session.image}: saved (reviewed) into {out}{report_note}")
         return summary
 
     # ---------------------------------------------------------------- misc
     def _error(self, exc: BaseException) -> None:
-        msg = str(exc) or type(exc).__name__
+        if isinstance(exc, KeyError) and exc.args:  # str(KeyError) adds quotes
+            msg = str(exc.args[0])
+        else:
+            msg = str(exc) or type(exc).__name__
         self.status.setText(f"error: {msg}")
         try:
             from napari.utils.notifications import show_error
