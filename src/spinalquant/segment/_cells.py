@@ -386,7 +386,7 @@ def resplit(local: np.ndarray, m: int, values: np.ndarray, *, spacing, min_sep_u
 def split_and_outline(values: np.ndarray, mask: np.ndarray, *, spacing, min_separation_um: float,
                       split: str, edge_fraction: float, ring_um: tuple[float, float],
                       max_grow_um: float, trim_um: float, min_px: float,
-                      fallback: float) -> np.ndarray:
+                      fallback: float, refine=None) -> np.ndarray:
     """Split every component of ``mask`` into cells and outline each one (no size filter yet).
 
     Component by component, on a crop grown by the outline's reach:
@@ -422,6 +422,11 @@ def split_and_outline(values: np.ndarray, mask: np.ndarray, *, spacing, min_sepa
         Smallest cell in pixels (used only to skip hopeless specks).
     fallback : float
         Background of an outline whose ring is empty.
+    refine : callable, optional
+        ``refine(local, m, comp, crop, values) -> (local, m)``, run on each
+        component's split before the outlines: ``local`` its regions ``1..m``,
+        ``comp`` the component's mask, ``crop`` the labelled components in the
+        crop (0 = background), ``values`` the crop of ``values``.
 
     Returns
     -------
@@ -462,6 +467,8 @@ def split_and_outline(values: np.ndarray, mask: np.ndarray, *, spacing, min_sepa
         comp = sub == c
         vals = values[box]
         local, m = split_component(comp, vals, spacing=spacing, min_sep_um=min_separation_um, how=split)
+        if refine is not None:
+            local, m = refine(local, m, comp, sub, vals)
         if frac > 0:
             local = outline_objects(local, m, np.where(comp, 0, sub), vals, spacing=spacing, fraction=frac,
                                     ring_um=ring_um, grow_um=max_grow_um, trim_um=trim, fallback=fallback)

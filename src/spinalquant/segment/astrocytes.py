@@ -43,8 +43,7 @@ from ._cells import (
     check_origin,
     ellipsoid,
     filter_and_relabel,
-    grow_box,
-    outline_objects,
+    split_and_outline,
     split_component,
 )
 from .gfp_cells import background_residual, pixel_noise, robust_sigma
@@ -197,57 +196,30 @@ def segment_astrocytes(
 
 def _split_merge_outline(smooth: np.ndarray, mask: np.ndarray, *, px: float, params: AstrocyteParams,
                          min_px: float, fallback: float) -> np.ndarray:
-    """Steps 4-5 component by component, on a crop grown by the outline's reach.
+    """Steps 4-5: :func:`~spinalquant.segment._cells.split_and_outline` with ``split="intensity"``.
 
-    As :func:`~spinalquant.segment._cells.split_and_outline` with
-    ``split="intensity"``, plus :func:`merge_lobes` between the split and the
-    outline. Labels are unique but not consecutive (no size filter yet).
+    Between the split and the outline, each component's pieces are joined by
+    :func:`merge_lobes` and pieces whose half-maximum shape has a neck are
+    split there (:func:`_split_at_necks`). Labels are unique but not
+    consecutive (no size filter yet).
     """
     spacing = np.array([px, px])
-    cc, n = ndi.label(mask)
-    out = np.zeros(mask.shape, np.int32)
-    if n == 0:
-        return out
     min_sep = params.min_separation_um or 0.6 * params.soma_diameter_um
     frac = params.edge_fraction
-    reach = max(1.0 + _RING_WIDTH_UM, params.max_grow_um) if frac > 0 else 0.0
-    margin = np.ceil(reach / spacing).astype(int) + 2
-    trim_um = 0.5 * params.trim_fraction * params.soma_diameter_um
-    trim = trim_um if frac > 0 and ellipsoid(trim_um, spacing).size > 1 else 0.0
-    skip_px = max(2.0, 0.25 * min_px)
-    if trim > 0:
-        # a component must hold the trim disk once grown by max_grow_um
-        skip_px = max(skip_px, np.pi * max(trim - params.max_grow_um, 0.0) ** 2 / px**2)
-    areas = np.bincount(cc.ravel())
-    next_id = 0
-    for c, sl in enumerate(ndi.find_objects(cc), start=1):
-        if areas[c] < skip_px:
-            continue
-        box = grow_box(sl, margin, mask.shape)
-        sub = cc[box]
-        comp = sub == c
-        vals = smooth[box]
-        local, m = split_component(comp, vals, spacing=spacing, min_sep_um=min_sep, how="intensity")
-        shape = _half_max_shape(local, m, comp, sub == 0, vals, px=px, fraction=frac, fallback=fallback)
+
+    def refine(local: np.ndarray, m: int, comp: np.ndarray, crop: np.ndarray, vals: np.ndarray):
+        shape = _half_max_shape(local, m, comp, crop == 0, vals, px=px, fraction=frac, fallback=fallback)
         if m > 1:
             local, m = merge_lobes(local, m, shape, pixel_size_um=px, min_separation_um=min_sep,
                                    ratio=params.neck_ratio)
-        local, m = _split_at_necks(local, m, shape, spacing=spacing, min_sep_um=min_sep)
-        if frac > 0:
-            local = outline_objects(local, m, np.where(comp, 0, sub), vals, spacing=spacing, fraction=frac,
-                                    ring_um=(1.0, _RING_WIDTH_UM), grow_um=params.max_grow_um,
-                                    trim_um=trim, fallback=fallback)
-        else:
-            filled = ndi.binary_fill_holes(comp)
-            if m == 1:
-                local = filled.astype(np.int32)
-            elif np.count_nonzero(filled) > np.count_nonzero(comp):
-                local = watershed(-vals, local, mask=filled).astype(np.int32)
-        dst = out[box]
-        put = (local > 0) & (dst == 0)
-        dst[put] = local[put] + next_id
-        next_id += m
-    return out
+        return _split_at_necks(local, m, shape, spacing=spacing, min_sep_um=min_sep)
+
+    return split_and_outline(
+        smooth, mask, spacing=spacing, min_separation_um=min_sep, split="intensity", edge_fraction=frac,
+        ring_um=(1.0, _RING_WIDTH_UM), max_grow_um=params.max_grow_um,
+        trim_um=0.5 * params.trim_fraction * params.soma_diameter_um, min_px=min_px, fallback=fallback,
+        refine=refine,
+    )
 
 
 def _split_at_necks(local: np.ndarray, m: int, shape: np.ndarray, *, spacing, min_sep_um: float
