@@ -31,7 +31,7 @@ def bouton_field(seed, ps, sigma_um, *, extent_um=80.0, density_per_um2=0.03, ph
     least 1.6 µm apart. Returns a uint16 image and the true (y, x) in µm.
     """
     rng = np.random.default_rng(seed)
-    n_px = int(round(extent_um / ps))
+    n_px = round(extent_um / ps)
     n = int(density_per_um2 * extent_um**2)
     pts: list[np.ndarray] = []
     for _ in range(50 * n):
