@@ -441,7 +441,6 @@ def test_calibration_overrides_validated():
 def test_calibration_gathered_window_by_window_is_the_whole_images(seed, ps):
     from spinalquant.segment.puncta import image_wide_calibration, isolated_spots
     from spinalquant.synthetic import make_cord_section
-    from spinalquant.tiling import tile_grid
 
     ph = make_cord_section(seed=seed, shape=(480, 480), pixel_size_um=ps, n_motor_neurons=4,
                            n_gfp_cells=10)
@@ -457,20 +456,34 @@ def test_calibration_gathered_window_by_window_is_the_whole_images(seed, ps):
     assert len(base) > 150
     pd.testing.assert_frame_equal(detect_puncta(syn, pixel_size_um=ps, params=PunctaParams(**whole)),
                                   base)
-    # gathered over overlapping windows (origins off the noise grid): the same numbers
-    parts = []
-    for t in tile_grid(syn.shape, tile_px=170, margin_px=40):
-        y0, y1, x0, x1 = t.window
-        parts.append(isolated_spots(syn[y0:y1, x0:x1], pixel_size_um=ps, core=t.core,
-                                    origin=(y0, x0), image_shape=syn.shape))
-    assert image_wide_calibration(parts, pixel_size_um=ps, read=read) == whole
+    # gathered over overlapping windows (origins off the noise grid): the same numbers, and
+    # each window, told its calibration and origin, finds its core's puncta as the whole image
+    parts = assert_tiled_equals_whole(syn, ps, whole, base, read, tile_px=170, margin_px=40)
     with pytest.raises(ValueError, match="read"):
         image_wide_calibration(parts, pixel_size_um=ps)
-    # and each window, told its calibration and origin, finds its core's puncta as the whole image
-    got = []
-    for t in tile_grid(syn.shape, tile_px=170, margin_px=40):
+    # a different calibration changes the decomposition
+    other = PunctaParams(**{**whole, "fixed_split_excess": 50.0})
+    assert len(detect_puncta(syn, pixel_size_um=ps, params=other)) < len(base)
+
+
+def assert_tiled_equals_whole(img, ps, whole, base, read, *, tile_px, margin_px):
+    """A tiled run over ``img``: windows gathered, calibrated image-wide (must equal ``whole``)
+    and detected with that calibration and their origins; the cores' puncta must be the whole
+    image's ``base`` to 1e-9. Returns the windows' :func:`isolated_spots`."""
+    from spinalquant.segment.puncta import image_wide_calibration, isolated_spots
+    from spinalquant.tiling import tile_grid
+
+    tiles = tile_grid(img.shape, tile_px=tile_px, margin_px=margin_px)
+    parts = []
+    for t in tiles:
         y0, y1, x0, x1 = t.window
-        df = detect_puncta(syn[y0:y1, x0:x1], pixel_size_um=ps,
+        parts.append(isolated_spots(img[y0:y1, x0:x1], pixel_size_um=ps, core=t.core, origin=(y0, x0),
+                                    image_shape=img.shape))
+    assert image_wide_calibration(parts, pixel_size_um=ps, read=read) == whole
+    got = []
+    for t in tiles:
+        y0, y1, x0, x1 = t.window
+        df = detect_puncta(img[y0:y1, x0:x1], pixel_size_um=ps,
                            params=PunctaParams(**whole, origin_px=(y0, x0)))
         df = df.assign(y_px=df.y_px + y0, x_px=df.x_px + x0)
         cy0, cy1, cx0, cx1 = t.core
@@ -480,6 +493,4 @@ def test_calibration_gathered_window_by_window_is_the_whole_images(seed, ps):
     assert len(got) == len(base)
     for col in ("y_px", "x_px", "amplitude", "snr"):
         assert np.allclose(got[col], base[col], rtol=1e-9, atol=1e-9), col
-    # a different calibration changes the decomposition
-    other = PunctaParams(**{**whole, "fixed_split_excess": 50.0})
-    assert len(detect_puncta(syn, pixel_size_um=ps, params=other)) < len(base)
+    return parts

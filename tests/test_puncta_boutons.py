@@ -117,7 +117,7 @@ def test_learned_scale_is_the_boutons_width():
 
 
 def test_learned_scale_tiled_is_the_whole_images():
-    from spinalquant.tiling import tile_grid
+    from test_puncta import assert_tiled_equals_whole  # tests/ is on sys.path
 
     ps = 0.2
     img, _ = bouton_field(6, ps, 0.45, extent_um=100.0)
@@ -129,23 +129,4 @@ def test_learned_scale_tiled_is_the_whole_images():
     assert whole["fixed_scale_px"] > 1.5 * PunctaParams().sigma_px(ps)
     base = detect_puncta(img, pixel_size_um=ps)
     pd.testing.assert_frame_equal(detect_puncta(img, pixel_size_um=ps, params=PunctaParams(**whole)), base)
-    tiles = tile_grid(img.shape, tile_px=200, margin_px=120)
-    parts = []
-    for t in tiles:
-        y0, y1, x0, x1 = t.window
-        parts.append(isolated_spots(img[y0:y1, x0:x1], pixel_size_um=ps, core=t.core, origin=(y0, x0),
-                                    image_shape=img.shape))
-    assert image_wide_calibration(parts, pixel_size_um=ps, read=read) == whole
-    got = []
-    for t in tiles:
-        y0, y1, x0, x1 = t.window
-        df = detect_puncta(img[y0:y1, x0:x1], pixel_size_um=ps,
-                           params=PunctaParams(**whole, origin_px=(y0, x0)))
-        df = df.assign(y_px=df.y_px + y0, x_px=df.x_px + x0)
-        cy0, cy1, cx0, cx1 = t.core
-        iy, ix = np.rint(df.y_px), np.rint(df.x_px)
-        got.append(df[(iy >= cy0) & (iy < cy1) & (ix >= cx0) & (ix < cx1)])
-    got = pd.concat(got).sort_values(["y_px", "x_px"]).reset_index(drop=True)
-    assert len(got) == len(base)
-    for col in ("y_px", "x_px", "amplitude", "snr"):
-        assert np.allclose(got[col], base[col], rtol=1e-9, atol=1e-9), col
+    assert_tiled_equals_whole(img, ps, whole, base, read, tile_px=200, margin_px=120)
