@@ -188,3 +188,56 @@ def test_results_folder_review_controls_and_report(make_napari_viewer, cord_and_
     shown = [c for c in table.columns if table[c].notna().any() or c in ("image", "status")]
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", row)
     assert cells[shown.index("n_motor_neurons")] == str(n0 - 1)
+
+
+def _cord_stack():
+    return make_cord_section(seed=41, shape=(256, 256), n_gfp_cells=8, n_motor_neurons=3,
+                             n_small_chat=2, n_granules=2).stack
+
+
+@pytest.mark.napari
+def test_uncalibrated_file_needs_a_pixel_size(make_napari_viewer, qtbot, tmp_path):
+    """An ImageJ TIFF without calibration is not analysed at napari's default 1 µm/px."""
+    import tifffile
+
+    from spinalquant.napari._widget import SpinalquantWidget
+
+    st = _cord_stack()
+    f = tmp_path / "nopx.tif"
+    tifffile.imwrite(f, st.data.max(axis=1), imagej=True,
+                     metadata={"axes": "CYX", "Labels": list(st.channel_names)})
+    viewer = make_napari_viewer()
+    viewer.open(str(f), plugin="spinalquant")
+    widget = SpinalquantWidget(viewer)
+    assert widget.pixel_spin.value() == 0
+    assert widget.analyse() is None
+    assert "no pixel size" in widget.status.text()
+    widget.pixel_spin.setValue(0.5)  # the user types it in
+    stack, _ = widget.current_stack()
+    assert stack.pixel_size_um[1:] == (0.5, 0.5)
+    worker = widget.analyse()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: "nopx.tif" in widget.sessions, timeout=10_000)
+    assert widget.sessions["nopx.tif"].current.pixel_size_um == pytest.approx(0.5)
+
+
+@pytest.mark.napari
+def test_analysis_error_is_shown_not_raised(make_napari_viewer, qtbot, tmp_path):
+    """An all-zero image ends with an error in the widget, not an exception in the GUI thread."""
+    import dataclasses
+
+    from spinalquant.napari._widget import SpinalquantWidget
+
+    st = _cord_stack()
+    f = tmp_path / "zeros.ome.tif"
+    save_stack(dataclasses.replace(st, data=np.zeros_like(st.data)), f, format="ome")
+    viewer = make_napari_viewer()
+    viewer.open(str(f), plugin="spinalquant")
+    widget = SpinalquantWidget(viewer)
+    assert widget.analyse() is not None
+    qtbot.waitUntil(lambda: widget.analyse_btn.isEnabled(), timeout=60_000)
+    qtbot.wait(200)  # let any queued error slot run (pytest-qt fails the test on a raise)
+    assert widget.status.text().startswith("error") and "empty" in widget.status.text()
+    assert "zeros.ome.tif" not in widget.sessions

@@ -377,9 +377,16 @@ class SpinalquantWidget(QWidget):
         stack = stack_from_layers([lyr.data for lyr in layers], self._channel_names(layers),
                                   scale=layers[0].scale, rgb=bool(layers[0].rgb), path=path)
         px = self.pixel_spin.value()
-        if px > 0 and px != stack.pixel_size_um[1]:
-            stack = stack.with_pixel_size((stack.pixel_size_um[0], px, px))
-        elif stack.pixel_size_um[1] is None or (not meta and layers[0].scale[-1] == 1 and px == 0):
+        # what the file says (the layers' scale is 1 when it says nothing), else the layers' scale
+        z_known, yx_known = stack.pixel_size_um[0], stack.pixel_size_um[1]
+        if "pixel_size_um" in meta:
+            z_known, _, yx_known = (list(meta["pixel_size_um"] or []) + [None] * 3)[:3]
+        elif layers[0].scale[-1] == 1:
+            yx_known = None  # plain layers at napari's default scale: not a calibration
+        if px > 0:
+            if px != stack.pixel_size_um[1] or z_known != stack.pixel_size_um[0]:
+                stack = stack.with_pixel_size((z_known, px, px))
+        elif yx_known is None:
             raise PixelSizeError("the image has no pixel size: enter it (µm per pixel) above")
         return stack, path
 
@@ -431,7 +438,9 @@ class SpinalquantWidget(QWidget):
 
         key = self.source_combo.currentData()
         image = Path(path).name if path else str(key)
-        worker = create_worker(work, _start_thread=False)
+        # errors are shown by _on_worker_error; without _ignore_errors superqt re-raises
+        # them in the GUI thread as well (a traceback, or an abort outside napari's app)
+        worker = create_worker(work, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda res: self._on_analysed(res, image, cfg, path, key))
         worker.errored.connect(self._on_worker_error)
         worker.finished.connect(self._on_worker_finished)
