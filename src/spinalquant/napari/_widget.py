@@ -671,14 +671,17 @@ class SpinalquantWidget(QWidget):
             self._error(exc)
             return None
         report_note = ""
+        if not new.planes and (Path(out) / "qc").is_dir():
+            # reviewed from a results folder: the image itself is not loaded
+            report_note = " (QC overlay not redrawn: the image is not open)"
         if (Path(out) / "report.html").is_file():  # keep the folder's report in step
             try:
                 from ..report import write_report
 
                 write_report(out)
-                report_note = " (report.html updated)"
+                report_note += " (report.html updated)"
             except Exception as exc:  # the tables are saved; say what is stale
-                report_note = f" (report.html NOT updated: {exc})"
+                report_note += f" (report.html NOT updated: {exc})"
         session.baseline = new
         session.overrides = {}
         session.out_dir = str(out)
