@@ -241,3 +241,23 @@ def test_analysis_error_is_shown_not_raised(make_napari_viewer, qtbot, tmp_path)
     qtbot.wait(200)  # let any queued error slot run (pytest-qt fails the test on a raise)
     assert widget.status.text().startswith("error") and "empty" in widget.status.text()
     assert "zeros.ome.tif" not in widget.sessions
+
+
+def test_qc_header_title_is_whole_and_clear_of_the_legend():
+    """A long file name (plus ' (reviewed)') ran under the legend on 512-px-wide cord images."""
+    from spinalquant import analyze
+    from spinalquant.report import _header_figure, qc_image
+
+    res = analyze(_cord_stack())
+    title = "SOD1-G93A_m12_L4_section3_20x_Muse.ome.tif (reviewed)"
+    fig = _header_figure(res, title, 512)
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    texts = fig.texts
+    assert texts[0].get_text() == title and texts[0].get_fontsize() >= 10
+    for t in texts:
+        box = t.get_window_extent(renderer)
+        assert box.x1 <= 512
+        assert not (box.x1 > legend.x0 and box.y1 > legend.y0 and box.y0 < legend.y1), t.get_text()
+    assert texts[1].get_fontsize() >= 7
+    assert qc_image(res, title=title).shape == (256 + 90, 480, 3)  # 90-px header, min width 480

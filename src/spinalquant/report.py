@@ -108,6 +108,25 @@ def _scale_bar_um(width_um: float) -> float:
 
 def _header(res: Results, title: str, width: int, height: int = 90) -> np.ndarray:
     """The QC header (title, key figures, legend) rendered as a (height, width, 3) uint8 strip."""
+    fig = _header_figure(res, title, width, height)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def _fit_left_of(text: Any, right_px: float, renderer: Any, min_size: float = 7.0) -> None:
+    """Shrink, then middle-ellipsize, a left-aligned text until it ends before ``right_px``."""
+    full = text.get_text()
+    while text.get_window_extent(renderer).x1 > right_px and text.get_fontsize() > min_size:
+        text.set_fontsize(text.get_fontsize() - 0.5)
+    keep = len(full)
+    while text.get_window_extent(renderer).x1 > right_px and keep > 4:
+        keep -= 1
+        head = (keep + 1) // 2
+        text.set_text(full[:head] + "…" + full[len(full) - (keep - head):])
+
+
+def _header_figure(res: Results, title: str, width: int, height: int = 90) -> Any:
+    """The QC header as a matplotlib Figure (Agg canvas attached); texts never run into the legend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -141,14 +160,23 @@ def _header(res: Results, title: str, width: int, height: int = 90) -> np.ndarra
         line = " · ".join(bits)
     else:
         line = f"fibers {s.get('n_fibers')} · median CSA {s.get('fiber_csa_median_um2') or 0:.0f} µm²"
-    fig.text(0.01, 0.72, title, fontsize=11, va="center", color="white", weight="bold")
-    fig.text(0.01, 0.28, line, fontsize=10, va="center", color="white")
+    # the title has the top row to itself; the legend sits below it, right of the key figures
+    title_text = fig.text(0.01, 0.84, title, fontsize=11, va="center", color="white", weight="bold")
+    line_text = fig.text(0.01, 0.38, line, fontsize=10, va="center", color="white")
+    renderer = canvas.get_renderer()
     if handles:
-        fig.legend(handles=handles, loc="upper right", ncol=min(3, len(handles)), fontsize=9,
-                   frameon=False, bbox_to_anchor=(1.0, 1.0), labelcolor="white",
-                   handlelength=1.2, columnspacing=1.0)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+        legend = fig.legend(handles=handles, loc="lower right", ncol=min(2, len(handles)),
+                            fontsize=9, frameon=False, bbox_to_anchor=(1.0, -0.04),
+                            labelcolor="white", handlelength=1.2, columnspacing=1.0,
+                            labelspacing=0.25, borderaxespad=0.2)
+        box = legend.get_window_extent(renderer)
+        for text in (title_text, line_text):
+            t = text.get_window_extent(renderer)
+            if t.y1 > box.y0 and t.y0 < box.y1:  # on the legend's rows: stop before it
+                _fit_left_of(text, box.x0 - 6, renderer)
+    for text in (title_text, line_text):  # and never past the right edge
+        _fit_left_of(text, width - 4, renderer)
+    return fig
 
 
 def _scale_label(text: str, height: int) -> np.ndarray:
