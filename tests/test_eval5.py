@@ -261,3 +261,13 @@ def test_qc_header_title_is_whole_and_clear_of_the_legend():
         assert not (box.x1 > legend.x0 and box.y1 > legend.y0 and box.y0 < legend.y1), t.get_text()
     assert texts[1].get_fontsize() >= 7
     assert qc_image(res, title=title).shape == (256 + 90, 480, 3)  # 90-px header, min width 480
+
+
+def test_notebook_prose_matches_what_is_shown():
+    nb2 = nbformat.read(REPO / "notebooks" / "02_accuracy.ipynb", as_version=4)
+    text2 = "\n".join(c.source for c in nb2.cells if c.cell_type == "markdown")
+    assert "the plots show motor\nneurons and fibers" in text2  # no GFP-cell area plot is drawn
+    nb3 = nbformat.read(REPO / "notebooks" / "03_study.ipynb", as_version=4)
+    i = next(k for k, c in enumerate(nb3.cells) if "true_group" in c.source)
+    note = nb3.cells[i + 1]
+    assert note.cell_type == "markdown" and "fiber CSA comes out a few per cent high" in note.source
