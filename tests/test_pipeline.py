@@ -145,3 +145,17 @@ def test_an_empty_channel_is_named_as_in_the_file():
     blank = Stack(data, ("EGFP", "ChAT-647"), ph.stack.pixel_size_um)
     with pytest.raises(ImageContentError, match=r"CHAT channel \('ChAT-647'\) is empty"):
         analyze(blank)
+
+
+def test_gfp_and_gfap_alone_keep_the_gfap_positive_donor_cells():
+    """With GFAP as the only other marker, a GFAP+ donor cell is "bright in every other
+    channel" like an autofluorescent granule; the granule test needs two other markers
+    (besides a nuclear stain), so it is not made and no donor cell is lost (1 of 8 was kept)."""
+    ph = make_cord_section(seed=1, shape=(256, 256), n_motor_neurons=2, n_gfp_cells=8)
+    names = list(ph.stack.channel_names)
+    truth = ph.truth["gfp_cells"]
+    for keep in (("EGFP", "GFAP"), ("DAPI", "EGFP", "GFAP")):
+        idx = [names.index(k) for k in keep]
+        s = analyze(Stack(ph.stack.data[idx], keep, ph.stack.pixel_size_um)).summary
+        assert s["n_gfp_cells"] == len(truth), (keep, s["n_gfp_cells"])
+        assert s["pct_gfp_gfap"] == pytest.approx(100 * truth["gfap_positive"].mean()), keep

@@ -85,6 +85,12 @@ def empty_table(kind: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in cols})
 
 
+#: Granules (bright in every channel) are rejected only when at least this many
+#: other marker channels, besides a nuclear stain, can show that an object is bright
+#: in all of them.
+GRANULE_MIN_REFERENCES = 2
+
+
 def detect_section(stack: Stack, config: Config | None = None) -> str:
     """"cord" or "muscle", decided from channel names (see the result contract).
 
@@ -319,8 +325,13 @@ def _analyze_cord(
             )
 
     def reference(exclude: str) -> np.ndarray | None:
+        # autofluorescent granules are bright in every channel; with fewer than two other
+        # markers (a nuclear stain does not count: every cell has a nucleus) a real object
+        # can be too (a GFAP+ donor cell in a GFP+GFAP image), so the test is not made
         others = [p for m, p in planes.items() if m != exclude]
-        return np.stack(others) if others else None
+        if sum(m not in (exclude, "nuclei") for m in planes) < GRANULE_MIN_REFERENCES:
+            return None
+        return np.stack(others)
 
     summary: dict[str, Any] = dict.fromkeys(CORD_FIGURES)
     tables: dict[str, pd.DataFrame] = {}
