@@ -159,3 +159,22 @@ def test_gfp_and_gfap_alone_keep_the_gfap_positive_donor_cells():
         s = analyze(Stack(ph.stack.data[idx], keep, ph.stack.pixel_size_um)).summary
         assert s["n_gfp_cells"] == len(truth), (keep, s["n_gfp_cells"])
         assert s["pct_gfp_gfap"] == pytest.approx(100 * truth["gfap_positive"].mean()), keep
+
+
+@pytest.mark.parametrize("seed", [33, 34])
+def test_host_astrocytes_leave_out_the_gfap_positive_donor_cells(seed):
+    """``n_astrocytes`` counts every GFAP+ astrocyte, donor-derived ones included (more
+    engraftment would read as more astrogliosis); ``n_host_astrocytes`` leaves out those
+    on GFP+ cells (``gfp_positive`` in astrocytes.csv)."""
+    ph = make_cord_section(seed=seed, shape=(640, 640), pixel_size_um=0.5, n_gfp_cells=30, n_astrocytes=20)
+    res = analyze(ph.stack)
+    s, astro = res.summary, res.tables["astrocytes"]
+    n_donor = int(ph.truth["gfp_cells"]["gfap_positive"].sum())
+    assert abs(s["n_host_astrocytes"] - 20) <= 2, s["n_host_astrocytes"]
+    # the flagged ones are donor cells: their centres lie on true GFP+ cells
+    flagged = astro[astro["gfp_positive"]]
+    on_cell = ph.labels["gfp_cells"][(flagged["y_um"] / 0.5).round().astype(int),
+                                     (flagged["x_um"] / 0.5).round().astype(int)] > 0
+    assert len(flagged) >= 0.8 * n_donor and on_cell.mean() >= 0.95, (len(flagged), n_donor, on_cell.mean())
+    assert s["n_host_astrocytes"] == int((~astro["gfp_positive"]).sum())
+    assert s["host_astrocytes_per_mm2"] == pytest.approx(s["n_host_astrocytes"] / (320 * 320 / 1e6))

@@ -145,6 +145,18 @@ def test_deleting_a_gfp_cell_keeps_the_other_calls(cord_results):
     assert new.summary["n_gfp_cells"] == len(t) - 1
 
 
+def test_deleting_a_donor_cell_makes_its_astrocyte_a_host_astrocyte(cord_results):
+    astro = cord_results.tables["astrocytes"]
+    donors = astro[astro["gfp_positive"]]
+    assert len(donors) >= 1, "phantom must have an astrocyte on a GFP+ cell"
+    a = cord_results.labels["astrocytes"] == int(donors["label"].iloc[0])
+    lab = cord_results.labels["gfp_cells"].copy()
+    lab[np.isin(lab, np.unique(lab[a]))] = 0  # the GFP+ cell(s) under that astrocyte
+    new = recompute(cord_results, {"gfp_cells": lab})
+    assert new.summary["n_host_astrocytes"] == cord_results.summary["n_host_astrocytes"] + 1
+    assert new.summary["n_astrocytes"] == cord_results.summary["n_astrocytes"]
+
+
 def test_new_gfp_cell_is_called_from_the_gfap_plane(cord_results):
     lab = cord_results.labels["gfp_cells"].copy()
     free = np.argwhere(lab == 0)

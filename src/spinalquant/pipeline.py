@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage as ndi
 
 from .config import Config
 from .errors import ImageContentError, MissingChannelError
@@ -211,8 +212,13 @@ def cord_counts(tables: dict[str, pd.DataFrame], *, area_mm2: float,
             coef = t["bleed_coefficient"].dropna() if "bleed_coefficient" in t else ()
             out["gfap_bleed_coefficient"] = float(coef.iloc[0]) if len(coef) else None
     if "astrocytes" in tables:
-        out["n_astrocytes"] = len(tables["astrocytes"])
-        out["astrocytes_per_mm2"] = per_mm2(len(tables["astrocytes"]))
+        astro = tables["astrocytes"]
+        out["n_astrocytes"] = len(astro)
+        out["astrocytes_per_mm2"] = per_mm2(len(astro))
+        if "gfp_positive" in astro:
+            n_host = int((~astro["gfp_positive"].fillna(False).astype(bool)).sum())
+            out["n_host_astrocytes"] = n_host
+            out["host_astrocytes_per_mm2"] = per_mm2(n_host)
     neurons = tables.get("motor_neurons")
     if neurons is not None:
         out["n_motor_neurons"] = len(neurons)
@@ -278,6 +284,40 @@ def analyze(
 
 
 # --------------------------------------------------------------------- cord
+def on_gfp_cells(labels: np.ndarray, ids, gfp_labels: np.ndarray) -> np.ndarray:
+    """Whether each object lies on GFP+ cells (at least half of its pixels).
+
+    An astrocyte on a GFP+ cell is a donor cell that became an astrocyte, not a
+    host astrocyte (``gfp_positive`` of astrocytes.csv, ``n_host_astrocytes``).
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X)
+        Objects (e.g. astrocytes).
+    ids : array-like of int
+        The labels to test.
+    gfp_labels : ndarray of int, shape (Y, X)
+        GFP+ cells.
+
+    Returns
+    -------
+    ndarray of bool, one per id
+
+    Examples
+    --------
+    >>> astro = np.array([[1, 1, 0, 2, 2]]); gfp = np.array([[5, 5, 0, 0, 6]])
+    >>> on_gfp_cells(astro, [1, 2], gfp).tolist()
+    [True, True]
+    >>> on_gfp_cells(astro, [1, 2], np.array([[5, 0, 0, 0, 0]])).tolist()
+    [True, False]
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size == 0:
+        return np.zeros(0, bool)
+    share = ndi.mean(np.asarray(gfp_labels) > 0, np.asarray(labels), ids)
+    return np.asarray(share, dtype=float).reshape(-1) >= 0.5
+
+
 def relabel_kept(labels: np.ndarray, keep: pd.Series | np.ndarray) -> np.ndarray:
     """Zero out objects whose label is not in ``keep``; labels are not renumbered.
 
@@ -405,6 +445,8 @@ def _analyze_cord(
         lab = segment_astrocytes(planes["gfap"], pixel_size_um=px, params=cfg.astrocytes)
         table = filter_by_roi(object_table(lab, pixel_size_um=px), roi, pixel_size_um=px)
         labels["astrocytes"] = relabel_kept(lab, table["label"])
+        if "gfp_cells" in labels:
+            table["gfp_positive"] = on_gfp_cells(labels["astrocytes"], table["label"], labels["gfp_cells"])
         tables["astrocytes"] = table
         extras["gfap_area_fraction"] = float(
             gfap_area_fraction(planes["gfap"], pixel_size_um=px, mask=roi)

@@ -409,7 +409,7 @@ def _recompute_cord(res: Results, labels: dict[str, np.ndarray], tables: dict[st
                     summary: dict[str, Any], cfg: Config, planes: Mapping[str, np.ndarray],
                     px: float, roi: np.ndarray | None, puncta: pd.DataFrame | None,
                     overrides: dict[int, bool], edits: list[dict[str, Any]]) -> None:
-    from .pipeline import cord_counts, order_columns
+    from .pipeline import cord_counts, on_gfp_cells, order_columns
 
     shape = next(iter(labels.values())).shape if labels else (0, 0)
     area_mm2 = _area_mm2(summary, shape, px)
@@ -452,6 +452,8 @@ def _recompute_cord(res: Results, labels: dict[str, np.ndarray], tables: dict[st
         extra = [c for c in (old.columns if old is not None else []) if c not in table.columns]
         unchanged = set(table["label"].tolist()) - _changed(res.labels.get("astrocytes"), lab)
         table = _carry(table, old, unchanged, extra)
+        if "gfp_cells" in labels:  # the GFP+ cells may have been edited too
+            table["gfp_positive"] = on_gfp_cells(lab, table["label"], labels["gfp_cells"])
         labels["astrocytes"] = lab
         tables["astrocytes"] = order_columns(table, "astrocytes")
 
