@@ -93,6 +93,10 @@ def test_config_mapping_overrides_names():
     other = Stack(ph.stack.data, ("C0", "C1"), ph.stack.pixel_size_um)
     with pytest.raises(MissingChannelError, match=r'\[channels\] gfp = "C0"'):
         detect_section(other)
+    # ... and not the nuclear stain
+    dapi = Stack(ph.stack.data, ("DAPI", "NeuN"), ph.stack.pixel_size_um)
+    with pytest.raises(MissingChannelError, match=r'\[channels\] gfp = "NeuN"'):
+        detect_section(dapi)
     cfg = Config.from_dict({"channels": {"gfp": "Ch1", "chat": 1}})
     res = analyze(renamed, cfg)
     assert res.summary["n_gfp_cells"] == analyze(ph.stack).summary["n_gfp_cells"]

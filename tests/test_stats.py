@@ -536,3 +536,14 @@ def test_make_study_rejects_bad_arguments(tmp_path, kwargs):
 
     with pytest.raises(ValueError):
         make_study(tmp_path, **kwargs)
+
+
+def test_distribution_axis_says_objects_and_animals():
+    """The violins' n counts objects (fibers), unlike the other plots' animals: say both."""
+    from spinalquant.plots import plot_distribution
+
+    df = pd.DataFrame({"area_um2": np.arange(12.0), "group": ["a"] * 6 + ["b"] * 6,
+                       "animal": ["m1", "m1", "m2", "m2", "m3", "m3", "m4", "m4", "m4", "m5", "m5", "m5"]})
+    fig = plot_distribution(df, "area_um2")
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["a\n6 objects\n3 animals", "b\n6 objects\n2 animals"]

@@ -108,7 +108,10 @@ def detect_section(stack: Stack, config: Config | None = None) -> str:
         return "cord"
     if present & set(MUSCLE_MARKERS):
         return "muscle"
-    example = stack.channel_names[0] if stack.channel_names else "Ch2"
+    # the example names a channel that no marker claims (not the nuclear stain)
+    nuclei = stack.channel_index(cfg.marker("nuclei"), cfg.aliases) if "nuclei" in present else None
+    free = [n for i, n in enumerate(stack.channel_names) if i != nuclei]
+    example = free[0] if free else "Ch2"
     raise MissingChannelError(
         f"{stack.name}: cannot tell cord from muscle: channels {list(stack.channel_names)} "
         "name none of GFP, GFAP, ChAT, a synaptic marker (cord) or Laminin/Dystrophin/WGA "

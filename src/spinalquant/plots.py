@@ -302,7 +302,12 @@ def plot_distribution(
                         linewidth=0.5,
                         zorder=3,
                     )
-        ax_v.set_xticks(pos, [f"{g}\nn = {len(d)}" for g, d in zip(names, data, strict=True)])
+        # n here counts objects (fibers, cells), not animals as in the other plots: say both
+        per_group = {}
+        if animal_col in objects.columns:
+            per_group = objects[animal_col].astype(str).groupby(groups).nunique().to_dict()
+        ax_v.set_xticks(pos, [f"{g}\n{len(d)} objects" + (f"\n{per_group[g]} animals" if g in per_group else "")
+                              for g, d in zip(names, data, strict=True)])
         ax_v.set_title("dots: median of each animal", fontsize=7)
         ax_v.set_ylabel(label or column)
         ax_v.set_ylim(bottom=0)
