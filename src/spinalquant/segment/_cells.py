@@ -26,6 +26,7 @@ from skimage.segmentation import watershed
 
 __all__ = [
     "TOP_PERCENTILE",
+    "boundary_saddles",
     "check_origin",
     "ellipsoid",
     "filter_and_relabel",
@@ -179,6 +180,35 @@ def _fill_small_holes(comp: np.ndarray, values: np.ndarray, radius_um: float,
 NECK_RATIO = 0.9
 
 
+def boundary_saddles(lab: np.ndarray, surface: np.ndarray) -> dict[tuple[int, int], float]:
+    """Highest value of ``surface`` along the boundary of each pair of touching regions.
+
+    Across each face between pixels of regions *i* < *j* (> 0) the lower of
+    the two pixels' values counts; the result maps ``(i, j)`` to the highest.
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 1, 2, 2]]); surface = np.array([[1.0, 3.0, 2.0, 5.0]])
+    >>> boundary_saddles(lab, surface)
+    {(1, 2): 2.0}
+    """
+    saddle: dict[tuple[int, int], float] = {}
+    for axis in range(lab.ndim):
+        a = np.moveaxis(lab, axis, 0)
+        sv = np.moveaxis(surface, axis, 0)
+        la, lb = a[:-1], a[1:]
+        edge = (la != lb) & (la > 0) & (lb > 0)
+        if not edge.any():
+            continue
+        pa, pb = la[edge], lb[edge]
+        v = np.minimum(sv[:-1][edge], sv[1:][edge])
+        lo, hi = np.minimum(pa, pb), np.maximum(pa, pb)
+        for i, j, val in zip(lo.tolist(), hi.tolist(), v.tolist(), strict=True):
+            if val > saddle.get((i, j), -np.inf):
+                saddle[(i, j)] = float(val)
+    return saddle
+
+
 def merge_without_neck(lab: np.ndarray, surface: np.ndarray, m: int, *,
                        ratio: float = NECK_RATIO) -> tuple[np.ndarray, int]:
     """Merge neighbouring regions of a distance watershed that have no neck between them.
@@ -225,20 +255,7 @@ def merge_without_neck(lab: np.ndarray, surface: np.ndarray, m: int, *,
     surface = np.asarray(surface, float)
     peak = ndi.maximum(surface, lab, np.arange(1, m + 1))
     peak = np.asarray(peak, float)
-    saddle: dict[tuple[int, int], float] = {}
-    for axis in range(lab.ndim):
-        a = np.moveaxis(lab, axis, 0)
-        sv = np.moveaxis(surface, axis, 0)
-        la, lb = a[:-1], a[1:]
-        edge = (la != lb) & (la > 0) & (lb > 0)
-        if not edge.any():
-            continue
-        pa, pb = la[edge], lb[edge]
-        v = np.minimum(sv[:-1][edge], sv[1:][edge])
-        lo, hi = np.minimum(pa, pb), np.maximum(pa, pb)
-        for i, j, val in zip(lo.tolist(), hi.tolist(), v.tolist(), strict=True):
-            if val > saddle.get((i, j), -np.inf):
-                saddle[(i, j)] = val
+    saddle = boundary_saddles(lab, surface)
     parent = list(range(m + 1))
 
     def root(i: int) -> int:

@@ -40,6 +40,7 @@ from ..errors import ConfigError
 from ._cells import (
     NECK_RATIO,
     TOP_PERCENTILE,
+    boundary_saddles,
     check_origin,
     ellipsoid,
     filter_and_relabel,
@@ -328,18 +329,7 @@ def merge_lobes(lab: np.ndarray, m: int, component: np.ndarray, *, pixel_size_um
     surface = ndi.gaussian_filter(dist, sigma=max(0.5, 0.15 * min_separation_um / px))
     peak = np.asarray(ndi.maximum(surface, lab, np.arange(1, m + 1)), float)
     peak = np.r_[0.0, peak]
-    saddle: dict[tuple[int, int], float] = {}
-    for axis in (0, 1):
-        a = np.moveaxis(lab, axis, 0)
-        sv = np.moveaxis(surface, axis, 0)
-        edge = (a[:-1] != a[1:]) & (a[:-1] > 0) & (a[1:] > 0)
-        if not edge.any():
-            continue
-        pa, pb = a[:-1][edge], a[1:][edge]
-        v = np.minimum(sv[:-1][edge], sv[1:][edge])
-        for i, j, val in zip(np.minimum(pa, pb).tolist(), np.maximum(pa, pb).tolist(), v.tolist(),
-                             strict=True):
-            saddle[(i, j)] = max(val, saddle.get((i, j), -np.inf))
+    saddle = boundary_saddles(lab, surface)
     group = np.arange(m + 1)
     while True:
         # of the pairs without a neck, the one joined along the highest boundary first: a
