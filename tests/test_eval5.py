@@ -137,16 +137,10 @@ def cord_and_muscle(tmp_path_factory):
     return out
 
 
-def _layer(viewer, image: str, kind: str):
-    for lyr in viewer.layers:
-        meta = lyr.metadata.get("spinalquant", {})
-        if meta.get("image") == image and meta.get("kind") == kind:
-            return lyr
-    raise LookupError(f"no {kind} layer for {image}")
-
-
 @pytest.mark.napari
 def test_results_folder_review_controls_and_report(make_napari_viewer, cord_and_muscle, tmp_path):
+    from test_napari import _layer  # tests/ is on sys.path
+
     from spinalquant.napari._widget import SpinalquantWidget
 
     out = tmp_path / "out"
