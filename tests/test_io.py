@@ -341,3 +341,15 @@ def test_muscle_imagej_pixel_size():
     s = load(_data("muscle_myosat") / "SAMPLE_MUSCLE_IMAGE_01.tif")
     assert s.shape == (1, 1, 392, 500) and s.data.dtype == np.uint16
     assert s.pixel_size_um[1:] == pytest.approx((0.924, 0.924), rel=1e-4)
+
+
+def test_stack_and_results_print_without_their_pixels():
+    """A notebook shows a Stack or Results by its repr: shape, channels and figures, not arrays."""
+    from spinalquant import analyze
+    from spinalquant.synthetic import make_cord_section
+
+    ph = make_cord_section(seed=4, shape=(256, 256), n_motor_neurons=2, n_small_chat=3, n_gfp_cells=8)
+    text = repr(ph.stack)
+    assert "channels=['DAPI', 'EGFP', 'GFAP', 'ChAT', 'Synaptophysin']" in text and len(text) < 400
+    res = repr(analyze(ph.stack))
+    assert "n_gfp_cells" in res and "[[" not in res and len(res) < 2000

@@ -78,6 +78,13 @@ class Results:
     roi_mask: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # the label images would flood a notebook
+        figures = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.summary.items()
+                   if v is not None}
+        rows = {k: len(t) for k, t in self.tables.items()}
+        return (f"Results(section={self.section!r}, pixel_size_um={self.pixel_size_um}, "
+                f"summary={figures}, table rows={rows}, labels={sorted(self.labels)})")
+
 
 def empty_table(kind: str) -> pd.DataFrame:
     """An object table with the contract's columns and no rows."""

@@ -152,6 +152,13 @@ class Stack:
                 raise PixelSizeError(f"pixel size must be a positive number of µm; got {ps}")
         object.__setattr__(self, "pixel_size_um", ps)
 
+    def __repr__(self) -> str:  # the pixels would flood a notebook
+        kind = "dask" if hasattr(self.data, "dask") else type(self.data).__name__
+        where = f", path={self.path.name!r}" if self.path is not None else ""
+        return (f"Stack(shape (C, Z, Y, X)={self.shape}, dtype={self.data.dtype}, {kind}, "
+                f"channels={list(self.channel_names)}, pixel_size_um (z, y, x)={self.pixel_size_um}"
+                f"{', rgb' if self.rgb else ''}{where})")
+
     # ------------------------------------------------------------------ shape
     @property
     def shape(self) -> tuple[int, int, int, int]:
