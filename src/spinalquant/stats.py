@@ -676,7 +676,7 @@ def compare_groups(
     ss_within = ss_total - ss_between
     if ss_total == 0:
         f_stat, f_p, eta2 = math.nan, math.nan, math.nan
-        notes.append("all animals have the same value: no test possible")
+        notes.append("all animals have the same value")
     elif ss_within <= 1e-12 * ss_total:
         f_stat, f_p, eta2 = math.inf, 0.0, 1.0
         notes.append("no spread within groups: ANOVA degenerate")
