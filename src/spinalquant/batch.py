@@ -35,7 +35,7 @@ import pandas as pd
 
 from . import __version__
 from .config import Config
-from .errors import ConfigError, PixelSizeError, SpinalquantError
+from .errors import ConfigError, SpinalquantError
 from .pipeline import CORD_FIGURES, MUSCLE_FIGURES, TABLE_COLUMNS, empty_table
 
 SCHEMA_VERSION = 1
@@ -293,16 +293,6 @@ def _analyse_and_write(
     # (detector off: every pixel at the offset; or saturated) would give 0 % GFAP+ or
     # no cells without a word
     check_content(stack, channels=marker_channels(stack, cfg))
-    if (stack.pixel_size_um[1] is None or stack.pixel_size_um[2] is None) \
-            and not cfg.image.pixel_size_um:
-        why = "; ".join(n for n in stack.metadata.get("notes", [])
-                        if "calibrat" in n or "pixel size" in n)
-        raise PixelSizeError(
-            f"{item.path.name}: the file has no physical pixel size (no calibration in its "
-            f"metadata{': ' + why if why else ''}); give it on the command line "
-            "(--pixel-size 0.31) or in the config ([image] pixel_size_um = 0.31), "
-            "in µm per pixel"
-        )
     timings["load_s"] = time.perf_counter() - t
 
     roi = None
@@ -376,8 +366,7 @@ def marker_channels(stack: Any, cfg: Config) -> list[int]:
     for marker in (*CORD_MARKERS, *MUSCLE_MARKERS):
         try:
             if has_marker(stack, cfg, marker):
-                key = cfg.marker(marker)
-                found.add(key if isinstance(key, int) else stack.channel_index(key, cfg.aliases))
+                found.add(stack.channel_index(cfg.marker(marker), cfg.aliases))
         except SpinalquantError:  # an ambiguous name: analyze() reports it
             continue
     return sorted(found)

@@ -161,9 +161,6 @@ def run(
     )
     err.print(escape(f"results: {out / 'summary.csv'}  objects: {out / 'objects'}  QC: {out / 'qc'}"
                      + (f"  report: {out / 'report.html'}" if (out / "report.html").exists() else "")))
-    for o in report.outcomes:
-        for note in o.notes:
-            err.print(f"  [yellow]note[/yellow] {escape(f'{o.image}: {note}')}", soft_wrap=True)
     if report.n_failed:
         for o in report.outcomes:
             if o.status == "failed":

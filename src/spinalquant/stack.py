@@ -181,9 +181,12 @@ class Stack:
         """The lateral pixel size in µm (mean of y and x); raises if unknown."""
         _, y, x = self.pixel_size_um
         if y is None or x is None:
+            why = "; ".join(n for n in self.metadata.get("notes", []) if "calibrat" in n or "pixel size" in n)
             raise PixelSizeError(
-                f"{self.name}: the file has no physical pixel size; set pixel_size_um "
-                "in the config (e.g. pixel_size_um = 0.31)"
+                f"{self.name}: the file has no physical pixel size (no calibration in its "
+                f"metadata{': ' + why if why else ''}); give it in the config "
+                "([image] pixel_size_um = 0.31) or on the command line (--pixel-size 0.31), "
+                "in µm per pixel"
             )
         return float((y + x) / 2)
 
