@@ -42,6 +42,7 @@ from ._cells import (
     TOP_PERCENTILE,
     boundary_saddles,
     check_origin,
+    distance_surface,
     ellipsoid,
     filter_and_relabel,
     split_and_outline,
@@ -325,8 +326,7 @@ def merge_lobes(lab: np.ndarray, m: int, component: np.ndarray, *, pixel_size_um
     if m <= 1:
         return lab.astype(np.int32), int(m)
     px = check.pixel_size(pixel_size_um)
-    dist = ndi.distance_transform_edt(np.asarray(component, bool), sampling=(px, px))
-    surface = ndi.gaussian_filter(dist, sigma=max(0.5, 0.15 * min_separation_um / px))
+    surface = distance_surface(np.asarray(component, bool), spacing=(px, px), min_sep_um=min_separation_um)
     peak = np.asarray(ndi.maximum(surface, lab, np.arange(1, m + 1)), float)
     peak = np.r_[0.0, peak]
     saddle = boundary_saddles(lab, surface)

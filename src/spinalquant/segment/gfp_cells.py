@@ -566,6 +566,20 @@ def _group_stats(img: np.ndarray, members, rings, n: int, *, inside_median: bool
     return inside, med, _MAD * mad, np.bincount(own, minlength=n)
 
 
+def _local_contrast(img: np.ndarray, members, rings, n: int, *, inside_median: bool = False) -> tuple:
+    """Per object: (inside, background, noise σ) and the image's pixel noise.
+
+    As :func:`_group_stats`; an empty ring's background is the image's median,
+    and the noise is the ring's robust σ (the image's pixel noise when the ring
+    has fewer than 5 pixels), never below the image's pixel noise.
+    """
+    inside, bg, sigma, n_ring = _group_stats(img, members, rings, n, inside_median=inside_median)
+    if np.any(n_ring == 0):
+        bg = np.where(n_ring > 0, bg, _sample_median(img))
+    glob = max(pixel_noise(img), 1e-12)
+    return inside, bg, np.maximum(np.where(n_ring >= 5, sigma, glob), glob), glob
+
+
 def _granules(labels: np.ndarray, reference: np.ndarray, *, px: float, params: GfpCellParams) -> np.ndarray:
     """Labels of objects bright against their surroundings in every reference channel.
 
@@ -821,18 +835,11 @@ def _bleed(g: np.ndarray, f: np.ndarray, members, rings, *, k_noise: float,
            max_coefficient: float) -> float:
     """The estimate of :func:`estimate_bleed_through` from precomputed object pixels and rings."""
     n = int(members[1].max()) + 1 if members[1].size else 0
-
-    def excess(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        inside, around, sigma, n_ring = _group_stats(img, members, rings, n, inside_median=True)
-        glob = max(pixel_noise(img), 1e-12)
-        around = np.where(n_ring > 0, around, _sample_median(img)) if np.any(n_ring == 0) else around
-        sigma = np.maximum(np.where(n_ring >= 5, sigma, glob), glob)
-        return inside - around, sigma
-
-    dg, _ = excess(g)
-    df, sigma = excess(f)
+    g_in, g_bg, _, g_noise = _local_contrast(g, members, rings, n, inside_median=True)
+    f_in, f_bg, sigma, _ = _local_contrast(f, members, rings, n, inside_median=True)
+    dg, df = g_in - g_bg, f_in - f_bg
     n_in = np.bincount(members[1], minlength=n)
-    ok = (dg > 5 * max(pixel_noise(g), 1e-12) / np.sqrt(np.maximum(n_in, 1))) & (df > -sigma)
+    ok = (dg > 5 * g_noise / np.sqrt(np.maximum(n_in, 1))) & (df > -sigma)
     if np.count_nonzero(ok) < 3:
         return 0.0
     ratio = df[ok] / dg[ok]
@@ -924,12 +931,7 @@ def gfap_positivity(
             {c: pd.Series(dtype="int64" if c == "label" else ("bool" if c == "gfap_positive" else "float64"))
              for c in cols}
         )
-    glob_sigma = pixel_noise(img)
-    inside, bg, noise, counts = _group_stats(img, members, rings, ids.size)
-    if np.any(counts == 0):
-        bg = np.where(counts > 0, bg, _sample_median(img))
-    noise = np.where(counts >= 5, noise, glob_sigma)
-    noise = np.maximum(noise, max(glob_sigma, 1e-12))
+    inside, bg, noise, _ = _local_contrast(img, members, rings, ids.size)
     z = (inside - bg) / noise
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(bg > 0, inside / bg, np.where(inside > 0, np.inf, np.nan))
