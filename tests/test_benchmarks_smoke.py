@@ -107,3 +107,13 @@ def test_puncta_limit_helpers():
     _, pts = lim.field(rng, 0.7, 10.0, 3)
     d = np.hypot(*(pts[:, None] - pts[None]).transpose(2, 0, 1)) + 1e3 * np.eye(len(pts))
     assert len(pts) > 100 and d.min() >= 4.0
+
+
+def test_gfap_benchmark_sets_and_one_image():
+    gf = _load("bench_gfap", BENCH / "bench_gfap.py")
+    sets = gf.sets(quick=True)
+    assert all(len(seeds) == 3 for *_, seeds in sets)
+    assert {round(frac, 2) for _, _, frac, _, _ in sets} == {0.2, 0.5, 0.86, 0.95}
+    _, c, frac, bleed, seeds = next(s for s in sets if s[0].startswith("86% unseen 0.7um"))
+    found, true, coef = gf.one_image(c, frac, bleed, seeds[0])
+    assert 0 <= found <= 100 and 50 <= true <= 100 and 0 <= coef <= 0.5
