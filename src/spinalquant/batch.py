@@ -35,7 +35,7 @@ import pandas as pd
 
 from . import __version__
 from .config import Config
-from .errors import ConfigError, SpinalquantError
+from .errors import ConfigError, LoadError, SpinalquantError
 from .pipeline import CORD_FIGURES, MUSCLE_FIGURES, TABLE_COLUMNS, empty_table
 
 SCHEMA_VERSION = 1
@@ -289,6 +289,11 @@ def _analyse_and_write(
     # the pixel size (file, config fallback or override) is resolved by analyze(),
     # which fails with a clear PixelSizeError when neither the file nor the config has one
     stack = load(item.path, require_pixel_size=False, dask_threshold_bytes=budget // 2)
+    if stack.metadata.get("xz_scan"):
+        raise LoadError(
+            f"{item.path}: this is an XZ scan (a side view: the image has Z and X, Y has "
+            "length 1); it cannot be quantified as a tissue section"
+        )
     # every marker channel the analysis will use must carry signal: a constant one
     # (detector off: every pixel at the offset; or saturated) would give 0 % GFAP+ or
     # no cells without a word
@@ -312,7 +317,9 @@ def _analyse_and_write(
     else:
         res = analyze(stack, cfg, roi_mask=roi)
     timings["analyze_s"] = time.perf_counter() - t
-    notes = channel_notes(stack, cfg, res.section)
+    # what the loader left out or corrected (time points, other scenes, a print
+    # resolution ignored...), then unrecognised channels
+    notes = [str(n) for n in stack.metadata.get("notes", [])] + channel_notes(stack, cfg, res.section)
     # images analysed in tiles: labels and QC written downsampled (<= 4096 px a side);
     # the tables are always full resolution
     picture = decimated(res) if tiled else res
@@ -576,6 +583,9 @@ class RunReport:
     out_dir: Path
     outcomes: list[Outcome]
     elapsed_s: float
+    #: images analysed by earlier runs into the same folder, not among this run's
+    #: inputs, whose results stay in the tables
+    earlier: list[str] = field(default_factory=list)
 
     @property
     def n_ok(self) -> int:
@@ -661,13 +671,16 @@ def run_batch(
             on_result(o, len(outcomes), len(items))
 
     paths = {i.image: str(i.path.resolve()) for i in items}
+    earlier, superseded = earlier_images(out, names, set(paths.values()))
+    names = [*earlier, *names]
     for o in _execute(items, cfg, out, workers=workers, scheduler=scheduler, force=force):
         o.path = paths.get(o.image, "")
         done(o)
     merge_results(out, names)
     ordered = [outcomes[n] for n in names if n in outcomes]
     elapsed = time.perf_counter() - t0
-    _write_run_json(out, cfg, ordered, started, elapsed, workers, scheduler, config_source)
+    _write_run_json(out, cfg, ordered, started, elapsed, workers, scheduler, config_source,
+                    drop=superseded)
     if cfg.output.report:
         from .report import write_report
 
@@ -675,7 +688,62 @@ def run_batch(
             write_report(out)
         except Exception as exc:  # the report is a convenience; results stay
             print(f"warning: report.html could not be written: {exc}", file=sys.stderr)
-    return RunReport(out, ordered, elapsed)
+    return RunReport(out, ordered, elapsed, earlier)
+
+
+def earlier_images(out_dir: str | Path, names: Sequence[str],
+                   paths: set[str]) -> tuple[list[str], list[str]]:
+    """Images of earlier runs into ``out_dir`` that this run does not analyse again.
+
+    An earlier run's results stay in the merged tables (``summary.csv`` and
+    ``objects/``), as they do in ``run.json``, ``labels/`` and ``qc/``: running
+    other images into the same folder adds to it. An earlier image whose file is
+    among this run's inputs under another name (the input folder was given
+    differently) is superseded instead of kept twice.
+
+    Parameters
+    ----------
+    out_dir : path
+        The results folder.
+    names : sequence of str
+        This run's image names.
+    paths : set of str
+        This run's resolved input paths.
+
+    Returns
+    -------
+    (kept, superseded) : (list of str, list of str)
+        Earlier image names kept in the tables, in their ``run.json`` order, and
+        those superseded by this run.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> earlier_images(tempfile.mkdtemp(), ["a.tif"], set())
+    ([], [])
+    """
+    out = Path(out_dir)
+    try:
+        previous = json.loads((out / "run.json").read_text(encoding="utf-8")).get("images", {})
+    except (OSError, ValueError, AttributeError):
+        return [], []
+    current = set(names)
+    kept: list[str] = []
+    superseded: list[str] = []
+    for image, entry in previous.items():
+        if image in current or not (out / ".parts" / part_key(image) / "summary.json").is_file():
+            continue
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if path and path in paths:
+            superseded.append(image)
+            shutil.rmtree(out / ".parts" / part_key(image), ignore_errors=True)
+            stem = output_stem(image)
+            if stem not in {output_stem(n) for n in names}:
+                for f in (out / "labels" / f"{stem}.ome.tif", out / "qc" / f"{stem}.png"):
+                    f.unlink(missing_ok=True)
+        else:
+            kept.append(image)
+    return kept, superseded
 
 
 def _execute(items: Sequence[InputImage], cfg: Config, out: Path, *, workers: int,
@@ -721,7 +789,7 @@ def _execute(items: Sequence[InputImage], cfg: Config, out: Path, *, workers: in
 
 def _write_run_json(out: Path, cfg: Config, outcomes: Sequence[Outcome], started: str,
                     elapsed: float, workers: int, scheduler: str | None,
-                    config_source: str | None) -> None:
+                    config_source: str | None, drop: Sequence[str] = ()) -> None:
     import numpy
     import scipy
     import skimage
@@ -731,7 +799,7 @@ def _write_run_json(out: Path, cfg: Config, outcomes: Sequence[Outcome], started
         previous = json.loads((out / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         pass
-    images = dict(previous.get("images", {}))
+    images = {k: v for k, v in dict(previous.get("images", {})).items() if k not in set(drop)}
     for o in outcomes:
         entry = {"status": "ok" if o.status == "skipped" else o.status, "error": o.error,
                  "path": o.path,

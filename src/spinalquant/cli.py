@@ -159,6 +159,12 @@ def run(
         f"done in {report.elapsed_s:.1f} s: {report.n_ok} analysed "
         f"({report.n_skipped} unchanged, skipped), {report.n_failed} failed."
     )
+    if report.earlier:
+        shown = ", ".join(report.earlier[:5]) + (", ..." if len(report.earlier) > 5 else "")
+        err.print(escape(
+            f"note: the tables also keep {len(report.earlier)} image(s) analysed into {out} by "
+            f"earlier runs ({shown}); choose a new --out for a table of these inputs only"),
+            soft_wrap=True)
     err.print(escape(f"results: {out / 'summary.csv'}  objects: {out / 'objects'}  QC: {out / 'qc'}"
                      + (f"  report: {out / 'report.html'}" if (out / "report.html").exists() else "")))
     if report.n_failed:

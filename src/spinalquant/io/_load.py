@@ -16,8 +16,10 @@ Axis policy
 -----------
 Data always comes out as ``(C, Z, Y, X)``. A time axis with more than one
 point is reduced to its first time point (``metadata["n_timepoints"]``,
-``metadata["time_index"] == 0`` and a line in ``metadata["notes"]``); only
-scene 0 of a multi-scene file is read (``metadata["n_scenes"]``). A CZI
+``metadata["time_index"] == 0`` and a line in ``metadata["notes"]``); one
+scene of a multi-scene file (CZI/LIF/ND2 scenes, the images of a multi-image
+OME-TIFF) is read: ``scene=0`` unless asked, with a note when there are more
+(``metadata["n_scenes"]`` / ``metadata["n_series"]``). A CZI
 mosaic is read stitched (bioio's ``mosaic_dask_data``). Any other axis with
 more than one element (e.g. a lambda sweep, a plain multi-page TIFF whose pages
 could be Z or C) is refused with a :class:`LoadError` rather than guessed.
@@ -186,10 +188,20 @@ def _tag_pixel_size_um(page: tifffile.TiffPage) -> tuple[float | None, float | N
     return y, x
 
 
+#: ImageJ units that are print/screen units: a resolution in them is a calibration
+#: only when it is as fine as a microscope's (ImageJ keeps a JPEG's 72 dpi as inch).
+_PRINT_UNITS = ("inch", "in", "cm")
+
+
 def _imagej_pixel_size(
-    page: tifffile.TiffPage, ij: dict[str, Any], path: Path
+    page: tifffile.TiffPage, ij: dict[str, Any], path: Path, notes: list[str] | None = None
 ) -> tuple[float | None, float | None, float | None, str | None]:
-    """(z, y, x) µm from ImageJ unit/resolution/spacing; also the raw unit."""
+    """(z, y, x) µm from ImageJ unit/resolution/spacing; also the raw unit.
+
+    In ``inch`` or ``cm`` a pixel coarser than 20 µm (72, 96 or 300 dpi: what
+    ImageJ keeps from a JPEG or a screenshot) is not a calibration: all three
+    sizes are then None and ``notes`` says why.
+    """
     unit = ij.get("unit")
     factor = unit_factor(unit)
     if factor is None:
@@ -208,6 +220,15 @@ def _imagej_pixel_size(
             z = float(spacing) * factor
         except (TypeError, ValueError):
             z = None
+    if str(unit).strip().lower() in _PRINT_UNITS and x is not None and y is not None and not (
+        x < _MAX_PLAUSIBLE_TAG_UM and y < _MAX_PLAUSIBLE_TAG_UM
+    ):
+        if notes is not None:
+            notes.append(
+                f"ImageJ calibration of {25400.0 / x:.0f} pixels per inch ({x:.4g} µm per "
+                "pixel) is a screen/print resolution, not a microscope's: ignored"
+            )
+        return None, None, None, unit
     return z, y, x, unit
 
 
@@ -228,12 +249,14 @@ def _imagej_channel_names(ij: dict[str, Any], n_c: int, n_z: int) -> list[str] |
     labels = ij.get("Labels")
     if isinstance(labels, str):  # tifffile gives a one-plane image's label as a string
         labels = [labels]
-    if not isinstance(labels, list) or len(labels) != n_c * n_z:
+    # one label per plane, channels fastest (ImageJ's CZT order); a time series
+    # has n_c * n_z labels for each of its time points
+    if not isinstance(labels, list) or not labels or len(labels) % (n_c * n_z):
         return None
-    # one channel: the slice labels name it only when every plane carries the same one
-    # (otherwise they are per-plane labels such as z positions)
+    # the slice labels name the channels only when every plane of a channel carries
+    # the same one (otherwise they are per-plane labels such as z positions)
     per_channel = [labels[c] for c in range(n_c)]
-    consistent = all(labels[z * n_c + c] == per_channel[c] for z in range(n_z) for c in range(n_c))
+    consistent = all(label == per_channel[i % n_c] for i, label in enumerate(labels))
     if consistent and len(set(per_channel)) == n_c and all(str(n).strip() for n in per_channel):
         return [str(n) for n in per_channel]
     return None
@@ -320,7 +343,34 @@ def _check_complete(tif: tifffile.TiffFile, series: Any, path: Path) -> None:
             )
 
 
-def _read_tiff(path: Path, threshold: int) -> dict[str, Any]:
+def _series_note(tif: tifffile.TiffFile, index: int, path: Path) -> str | None:
+    """The note for a TIFF holding more than one image series, or None."""
+    n = len(tif.series)
+    if n <= 1:
+        return None
+    names = [getattr(s, "name", "") or "" for s in tif.series]
+    what = "images" if tif.is_ome else "image series"
+    label = f" {names[index]!r}" if names[index] else ""
+    return (
+        f"{n} {what} in the file: only number {index}{label} "
+        f"(shape {tuple(int(v) for v in tif.series[index].shape)}) was read, the others "
+        "were not analysed; read another with load(..., scene=i) or save each as its own file"
+    )
+
+
+def _scene_index(scene: int, n: int, path: Path, what: str) -> int:
+    """Validate a scene/series number against the ``n`` the file holds."""
+    if isinstance(scene, bool) or not isinstance(scene, int | np.integer):
+        raise ConfigError(f"{path}: scene must be an integer index, got {scene!r}")
+    if not 0 <= int(scene) < n:
+        raise LoadError(
+            f"{path}: scene={scene} asked for, but the file holds {n} {what} "
+            f"(numbered 0 to {n - 1})"
+        )
+    return int(scene)
+
+
+def _read_tiff(path: Path, threshold: int, scene: int = 0) -> dict[str, Any]:
     # LSM files over 4 GB store wrapped 32-bit offsets that tifffile repairs: not walked
     problem = None if path.suffix.lower() == ".lsm" else _tiff_structure_problem(path)
     if problem is not None:
@@ -338,7 +388,8 @@ def _read_tiff(path: Path, threshold: int) -> dict[str, Any]:
     with tif:
         if not tif.series:
             raise LoadError(f"{path}: TIFF file contains no image")
-        series = tif.series[0]
+        index = _scene_index(scene, len(tif.series), path, "image series")
+        series = tif.series[index]
         _check_complete(tif, series, path)
         page = series.keyframe
         axes = series.axes
@@ -348,21 +399,25 @@ def _read_tiff(path: Path, threshold: int) -> dict[str, Any]:
             "shape": tuple(int(s) for s in series.shape),
             "dtype": str(series.dtype),
             "n_series": len(tif.series),
+            "scene_index": index,
             "notes": [],
         }
+        note = _series_note(tif, index, path)
+        if note is not None and scene == 0:
+            meta["notes"].append(note)
         ps = {"z": None, "y": None, "x": None}
         names: list[str] | None = None
         if tif.is_ome:
             meta["format"] = "ome-tiff"
             meta["ome_xml"] = tif.ome_metadata
-            info = ome_pixel_info(tif.ome_metadata)
+            info = ome_pixel_info(tif.ome_metadata, index)
             ps.update({k: info.get(k) for k in "zyx"})
-            names = ome_channel_names(tif.ome_metadata)
+            names = ome_channel_names(tif.ome_metadata, index)
         elif tif.is_imagej:
             meta["format"] = "imagej-tiff"
             ij = dict(tif.imagej_metadata or {})
             meta["imagej"] = ij
-            z, y, x, unit = _imagej_pixel_size(page, ij, path)
+            z, y, x, unit = _imagej_pixel_size(page, ij, path, meta["notes"])
             ps.update(z=z, y=y, x=x)
             if unit is not None and unit_factor(unit) is None:
                 meta["notes"].append(f"ImageJ unit {unit!r} is not a length: uncalibrated")
@@ -384,7 +439,7 @@ def _read_tiff(path: Path, threshold: int) -> dict[str, Any]:
                 import zarr
 
                 # the store opens its own file handle, independent of ``tif``
-                store = tifffile.imread(path, aszarr=True, series=0, level=0)
+                store = tifffile.imread(path, aszarr=True, series=index, level=0)
                 data = da.from_zarr(zarr.open(store, mode="r"))
                 meta["lazy"] = True
             else:
@@ -483,23 +538,28 @@ def _close(a: float | None, b: float | None, rtol: float = 0.01) -> bool:
     return abs(a - b) <= rtol * max(abs(a), abs(b))
 
 
-def _read_bioio(path: Path, ext: str, threshold: int) -> dict[str, Any]:
+def _read_bioio(path: Path, ext: str, threshold: int, scene: int = 0) -> dict[str, Any]:
     Reader = _reader_class(ext, path)
     try:
         reader = Reader(path)
         scenes = tuple(reader.scenes)
-        reader.set_scene(0)
+        index = _scene_index(scene, max(len(scenes), 1), path, "scenes")
+        reader.set_scene(index)
         dims = reader.dims
         meta: dict[str, Any] = {
             "reader": f"{Reader.__module__}.Reader",
             "format": ext.lstrip("."),
             "n_scenes": len(scenes),
-            "scene": str(scenes[0]) if scenes else None,
-            "scene_index": 0,
+            "scene": str(scenes[index]) if scenes else None,
+            "scene_index": index,
             "notes": [],
         }
-        if len(scenes) > 1:
-            meta["notes"].append(f"{len(scenes)} scenes in the file: only scene 0 was read")
+        if len(scenes) > 1 and scene == 0:
+            meta["notes"].append(
+                f"{len(scenes)} scenes in the file: only scene 0 {str(scenes[0])!r} was read, "
+                "the others were not analysed; read another with load(..., scene=i) or "
+                "export each scene as its own file"
+            )
         order = dims.order
         if "M" in order and dims.M > 1 and hasattr(reader, "mosaic_xarray_dask_data"):
             xdata = reader.mosaic_xarray_dask_data
@@ -512,7 +572,7 @@ def _read_bioio(path: Path, ext: str, threshold: int) -> dict[str, Any]:
         names = [str(n) for n in reader.channel_names] if reader.channel_names else None
         pps = reader.physical_pixel_sizes
         raw_meta = reader.metadata
-    except LoadError:
+    except (LoadError, ConfigError):
         raise
     except Exception as exc:  # vendor readers raise anything
         raise LoadError(
@@ -530,7 +590,7 @@ def _read_bioio(path: Path, ext: str, threshold: int) -> dict[str, Any]:
     # cross-check against the vendor metadata read independently
     vendor: dict[str, float] = {}
     if ext == ".lif":
-        vendor = _lif_vendor_sizes(raw_meta, 0, meta["scene"] or "")
+        vendor = _lif_vendor_sizes(raw_meta, index, meta["scene"] or "")
     elif ext == ".czi":
         vendor = _czi_vendor_sizes(raw_meta)
     elif ext == ".nd2":
@@ -554,28 +614,31 @@ def _read_bioio(path: Path, ext: str, threshold: int) -> dict[str, Any]:
         ps["z"] = None
 
     if ext == ".lif":
-        data, axes = _lif_pixels(path, data, axes, dims, meta)
+        data, axes = _lif_pixels(path, data, axes, dims, meta, index)
     return {"data": data, "axes": axes, "names": names, "ps": ps, "meta": meta, "rgb": False}
 
 
-def _lif_pixels(path: Path, data: Any, axes: str, dims: Any, meta: dict[str, Any]):
-    """Scene-0 pixels of a LIF file with the axes liffile (bioio-lif's backend) reports.
+def _lif_pixels(path: Path, data: Any, axes: str, dims: Any, meta: dict[str, Any],
+                scene: int = 0):
+    """One scene's pixels of a LIF file with the axes liffile (bioio-lif's backend) reports.
 
-    bioio-lif 2.0 cannot read XZ scans (its dask graph fails) and reports
-    lambda sweeps as C=1, Z=1; liffile gives the true dimensions. bioio's lazy
+    bioio-lif 2.0 cannot read XZ scans or volumes stored as XZ frames (its dask
+    graph fails) and reports lambda sweeps as C=1, Z=1; liffile gives the true
+    dimensions. bioio's lazy
     array is kept when both agree on an ordinary XY image.
     """
     import liffile
 
     try:
         with liffile.LifFile(path) as lif:
-            image = lif.images[0]
+            image = lif.images[scene]
             lif_dims = tuple(str(d) for d in image.dims)
             lif_sizes = {str(k): int(v) for k, v in image.sizes.items()}
             agree = set(lif_dims) <= set("TCZYX") and all(
                 lif_sizes.get(ax, 1) == int(getattr(dims, ax)) for ax in axes
             )
-            if agree and "Y" in lif_dims:
+            # bioio-lif reads XY frames only: an XZ-frame volume (dims Y, C, Z, X) too
+            if agree and lif_dims[-2:] == ("Y", "X"):
                 return data, axes
             pixels = image.asarray()
     except (liffile.LifFileError, OSError, ValueError, IndexError, KeyError) as exc:
@@ -679,6 +742,7 @@ def load(
     require_pixel_size: bool = True,
     dask_threshold_bytes: int = 2**31,
     axes: str | None = None,
+    scene: int = 0,
 ) -> Stack:
     """Read an image file into a :class:`Stack` with data ``(C, Z, Y, X)``.
 
@@ -702,6 +766,11 @@ def load(
     axes : str, optional
         The file's axes when its metadata does not give them, e.g. ``"ZYX"``
         for a plain multi-page TIFF (tifffile letters; ``S`` = RGB samples).
+    scene : int
+        Which scene (CZI/LIF/ND2) or image series (a multi-image OME-TIFF) to
+        read, from 0. Reading scene 0 of a file holding several says so in
+        ``metadata["notes"]``; ``metadata["n_scenes"]`` / ``["n_series"]``
+        count them.
 
     Returns
     -------
@@ -735,10 +804,11 @@ def load(
     ext = _validate_path(p)
     try:
         if ext in _TIFF_EXT:
-            raw = _read_tiff(p, dask_threshold_bytes)
+            raw = _read_tiff(p, dask_threshold_bytes, scene)
         elif ext in _BIOIO_EXT:
-            raw = _read_bioio(p, ext, dask_threshold_bytes)
+            raw = _read_bioio(p, ext, dask_threshold_bytes, scene)
         else:
+            _scene_index(scene, 1, p, "image")
             raw = _read_pil(p)
     except OSError as exc:
         raise LoadError(f"{p}: cannot read file ({exc})") from exc
@@ -802,9 +872,10 @@ def load(
                 "cannot be quantified as an XY section; load it with "
                 "require_pixel_size=False to inspect it"
             )
+        why = "; ".join(n for n in meta["notes"] if "calibrat" in n or "pixel size" in n)
         raise PixelSizeError(
-            f"{p}: the file has no physical pixel size (no calibration in its metadata). "
-            "Set it in the config, e.g. `pixel_size_um = 0.31` (µm per pixel; a "
+            f"{p}: the file has no physical pixel size (no calibration in its metadata"
+            f"{': ' + why if why else ''}). Set it in the config, e.g. `pixel_size_um = 0.31` (µm per pixel; a "
             "(z, y, x) list for stacks), or pass pixel_size_um= to load()."
         )
     if n_z == 1 and ps[0] is not None and pixel_size_um is None:

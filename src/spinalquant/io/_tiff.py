@@ -50,7 +50,19 @@ def _ome_pixels(xml: str, image: int = 0) -> ET.Element | None:
 
 
 def ome_channel_names(xml: str | None, image: int = 0) -> list[str] | None:
-    """Channel names of one OME image, or None if any is missing."""
+    """Channel names of one OME image, or None if no channel is named.
+
+    A channel without a ``Name`` is named by its ``Fluor`` attribute, else
+    ``C<index>``, so that one unnamed channel does not hide the names of the
+    others.
+
+    Examples
+    --------
+    >>> xml = ('<OME><Image><Pixels><Channel Name="GFP"/><Channel Name=""/>'
+    ...        '<Channel Fluor="Alexa 647"/></Pixels></Image></OME>')
+    >>> ome_channel_names(xml)
+    ['GFP', 'C1', 'Alexa 647']
+    """
     if not xml:
         return None
     try:
@@ -59,10 +71,15 @@ def ome_channel_names(xml: str | None, image: int = 0) -> list[str] | None:
         return None
     if pixels is None:
         return None
-    names = [el.get("Name") for el in pixels if _local(el.tag) == "Channel"]
-    if not names or any(n is None or not n.strip() for n in names):
+    channels = [el for el in pixels if _local(el.tag) == "Channel"]
+    names: list[str] = []
+    for i, el in enumerate(channels):
+        name = next((str(v).strip() for v in (el.get("Name"), el.get("Fluor"))
+                     if v is not None and str(v).strip()), None)
+        names.append(name if name is not None else f"C{i}")
+    if not any(n != f"C{i}" for i, n in enumerate(names)):
         return None
-    return [str(n) for n in names]
+    return names
 
 
 def ome_pixel_info(xml: str | None, image: int = 0) -> dict[str, Any]:

@@ -1,0 +1,198 @@
+"""Regressions found by the outside evaluation of loading and batch runs (session 5).
+
+Files are written here with tifffile (or are the real vendor files in
+``shared/data``) and compared with what was written:
+
+* an ImageJ TIFF calibrated in inches at 72 dpi (what ImageJ keeps from a JPEG)
+  was read as 352.8 µm per pixel and analysed at that scale;
+* one OME channel without a ``Name`` made every channel anonymous (``C0, C1``),
+  so a named GFP channel was not found;
+* the second image of a multi-image OME-TIFF, and scenes 1.. of a LIF/CZI, were
+  dropped without a word, and could not be read at all;
+* the loader's notes (time points dropped, other scenes not read...) never
+  reached the run's output;
+* an XZ-scan LIF failed in a batch with "no physical pixel size" although it has
+  one;
+* running other images into an existing results folder dropped the earlier
+  images from ``summary.csv`` and ``objects/`` while ``run.json``, ``labels/``
+  and ``qc/`` kept them; the same file run again under another name was listed twice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from spinalquant.batch import discover_inputs, run_batch
+from spinalquant.cli import main
+from spinalquant.config import Config
+from spinalquant.errors import LoadError, PixelSizeError
+from spinalquant.io import load
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LIF = DATA / "lif_readlif" / "testdata_2channel_xz.lif"
+needs_lif = pytest.mark.skipif(not LIF.is_file(), reason=f"{LIF} is absent (shared test data)")
+
+
+def _blobs(n_c: int, *, px: float, seed: int, shape=(2, 96, 96), n=4) -> np.ndarray:
+    """(C, Z, Y, X) uint16: Poisson background and ``n`` 12 µm bright discs in every channel."""
+    rng = np.random.default_rng(seed)
+    z, y, x = shape
+    data = rng.poisson(20, (n_c, z, y, x)).astype(np.float64) * 8 + 100
+    yy, xx = np.mgrid[0:y, 0:x]
+    for cy, cx in rng.uniform(15, min(y, x) - 15, (n, 2)):
+        data[:, :] += 1500 * (np.hypot(yy - cy, xx - cx) < 6 / px)
+    return data.astype(np.uint16)
+
+
+def _ome(path: Path, names: list[str], *, px: float = 0.5, seed: int = 0) -> Path:
+    tifffile.imwrite(path, _blobs(len(names), px=px, seed=seed), ome=True, photometric="minisblack",
+                     metadata={"axes": "CZYX", "PhysicalSizeX": px, "PhysicalSizeY": px,
+                               "Channel": {"Name": names}})
+    return path
+
+
+# ------------------------------------------------------------------ loading
+@pytest.mark.parametrize("rgb", [False, True])
+def test_imagej_72_dpi_in_inches_is_not_a_calibration(tmp_path, rgb):
+    rng = np.random.default_rng(1)
+    if rgb:  # a brightfield H&E picture opened from a JPEG in ImageJ and saved as TIFF
+        data, axes = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), "YXS"
+    else:
+        data, axes = rng.integers(0, 4000, (3, 48, 64), dtype=np.uint16), "ZYX"
+    f = tmp_path / "screen.tif"
+    tifffile.imwrite(f, data, imagej=True, resolution=(72, 72), metadata={"axes": axes, "unit": "inch"})
+    s = load(f, require_pixel_size=False)
+    assert s.pixel_size_um == (None, None, None)  # was (None, 352.8, 352.8)
+    assert any("72 pixels per inch" in n for n in s.metadata["notes"])
+    with pytest.raises(PixelSizeError, match="screen/print resolution"):
+        load(f)
+    # a real calibration that ImageJ happens to keep in inches or cm still counts
+    for unit, per_um in (("inch", 25400.0), ("cm", 1e4)):
+        g = tmp_path / f"fine_{unit}.tif"
+        tifffile.imwrite(g, data, imagej=True, resolution=(per_um / 0.3,) * 2,
+                         metadata={"axes": axes, "unit": unit})
+        assert load(g).pixel_size_um[1:] == pytest.approx((0.3, 0.3))
+
+
+def test_one_unnamed_ome_channel_does_not_hide_the_others(tmp_path):
+    f = tmp_path / "partial.ome.tif"
+    data = _blobs(3, px=0.5, seed=2)
+    tifffile.imwrite(f, data, ome=True, photometric="minisblack",
+                     metadata={"axes": "CZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5,
+                               "Channel": {"Name": ["EGFP", "", "ChAT"]}})
+    s = load(f)
+    assert s.channel_names == ("EGFP", "C1", "ChAT")  # was ('C0', 'C1', 'C2')
+    assert s.channel_index("gfp") == 0 and s.channel_index("chat") == 2
+
+
+def test_multi_image_ome_tiff_says_so_and_each_image_can_be_read(tmp_path):
+    f = tmp_path / "two.ome.tif"
+    truth = [(["EGFP", "ChAT"], 0.5), (["GFAP", "SYP"], 0.25)]
+    arrays = [_blobs(2, px=px, seed=i) for i, (_, px) in enumerate(truth)]
+    with tifffile.TiffWriter(f, ome=True) as tw:
+        for arr, (names, px) in zip(arrays, truth, strict=True):
+            tw.write(arr, photometric="minisblack",
+                     metadata={"axes": "CZYX", "PhysicalSizeX": px, "PhysicalSizeY": px,
+                               "Channel": {"Name": names}})
+    first = load(f)
+    assert first.channel_names == ("EGFP", "ChAT") and first.metadata["n_series"] == 2
+    assert any("2 images in the file" in n and "not analysed" in n for n in first.metadata["notes"])
+    for i, (names, px) in enumerate(truth):
+        s = load(f, scene=i)
+        assert s.channel_names == tuple(names)
+        assert s.pixel_size_um[1:] == pytest.approx((px, px))
+        np.testing.assert_array_equal(s.data, arrays[i])
+    with pytest.raises(LoadError, match="holds 2 image series"):
+        load(f, scene=2)
+
+
+@needs_lif
+def test_lif_scenes_each_readable():
+    import liffile
+
+    s0 = load(LIF, require_pixel_size=False)
+    assert any("3 scenes in the file" in n for n in s0.metadata["notes"])
+    # scene 1 "xzy" is a volume stored as XZ frames (Y, C, Z, X): bioio-lif cannot read it
+    s1 = load(LIF, require_pixel_size=False, scene=1)
+    with liffile.LifFile(LIF) as lif:
+        ref = lif.images[1].asarray()
+    assert s1.metadata["scene"] == "xzy" and s1.shape == (2, 128, 23, 128)
+    np.testing.assert_array_equal(s1.data, np.moveaxis(ref, 0, 2))
+    assert s1.pixel_size_um[0] == pytest.approx(1 / 7.1287, rel=1e-3)
+    assert s1.pixel_size_um[2] == pytest.approx(1 / 7.1286, rel=1e-3)
+    s2 = load(LIF, require_pixel_size=False, scene=2)
+    assert s2.metadata["scene"] == "xz" and s2.shape == (2, 512, 1, 512)
+    with pytest.raises(LoadError, match="holds 3 scenes"):
+        load(LIF, scene=3)
+
+
+# -------------------------------------------------------------------- batch
+def test_loader_notes_reach_the_run_output(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    # an ImageJ time series (T=3) of a cord section, and a two-image OME-TIFF
+    series = np.stack([_blobs(2, px=0.5, seed=t) for t in range(3)]).transpose(0, 2, 1, 3, 4)
+    tifffile.imwrite(src / "timecourse.tif", series, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "TZCYX", "unit": "micron", "Labels": ["EGFP", "ChAT"] * 6})
+    with tifffile.TiffWriter(src / "two.ome.tif", ome=True) as tw:
+        for i in range(2):
+            tw.write(_blobs(2, px=0.5, seed=5 + i), photometric="minisblack",
+                     metadata={"axes": "CZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5,
+                               "Channel": {"Name": ["EGFP", "ChAT"]}})
+    # the slice labels name the channels of every time point
+    assert load(src / "timecourse.tif").channel_names == ("EGFP", "ChAT")  # was ('C0', 'C1')
+    out = tmp_path / "out"
+    code = main(["run", str(src), "--out", str(out), "--workers", "1", "--quiet"])
+    assert code == 0
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    notes = {k: " ".join(v.get("notes", [])) for k, v in run["images"].items()}
+    assert "only T=0 was read" in notes["timecourse.tif"]
+    assert "2 images in the file" in notes["two.ome.tif"]
+    err = capsys.readouterr().err
+    assert "note: two.ome.tif: 2 images in the file" in err
+
+
+@needs_lif
+def test_xz_scan_fails_in_batch_as_an_xz_scan(tmp_path):
+    rep = run_batch(discover_inputs([LIF]), tmp_path / "out")
+    (o,) = rep.outcomes
+    assert o.status == "failed"
+    assert "XZ scan" in o.error and "no physical pixel size" not in o.error
+
+
+def test_earlier_images_in_the_results_folder_are_kept(tmp_path, capsys):
+    top = tmp_path / "data"
+    for sub, names, seed in (("A", ["EGFP", "ChAT"], 0), ("B", ["GFP", "GFAP"], 1)):
+        (top / sub).mkdir(parents=True)
+        _ome(top / sub / f"{sub.lower()}1.ome.tif", names, seed=seed)
+    out = tmp_path / "out"
+    cfg = Config()
+    run_batch(discover_inputs([top / "A"]), out, cfg)
+    before = pd.read_csv(out / "objects" / "gfp_cells.csv")
+    assert set(before["image"]) == {"a1.ome.tif"} and len(before) > 0
+    # B into the same folder: A's results stay in every table, as in run.json and qc/
+    code = main(["run", str(top / "B"), "--out", str(out), "--workers", "1", "--quiet"])
+    assert code == 0
+    assert "also keep 1 image(s)" in capsys.readouterr().err
+    s = pd.read_csv(out / "summary.csv")
+    assert list(s["image"]) == ["a1.ome.tif", "b1.ome.tif"]  # was ['b1.ome.tif']
+    after = pd.read_csv(out / "objects" / "gfp_cells.csv")
+    kept = after.loc[after["image"] == "a1.ome.tif", list(before.columns)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, before, check_dtype=False)
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert set(run["images"]) == set(s["image"])
+    # their common parent: the same two files under new names, each listed once
+    rep = run_batch(discover_inputs([top]), out, cfg)
+    assert rep.earlier == []
+    s = pd.read_csv(out / "summary.csv")
+    assert list(s["image"]) == ["A/a1.ome.tif", "B/b1.ome.tif"]
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert set(run["images"]) == set(s["image"])
+    assert not (out / "qc" / "a1.png").exists() and (out / "qc" / "A" / "a1.png").is_file()
+    assert set(pd.read_csv(out / "objects" / "gfp_cells.csv")["image"]) == set(s["image"])
