@@ -196,3 +196,35 @@ def test_earlier_images_in_the_results_folder_are_kept(tmp_path, capsys):
     assert set(run["images"]) == set(s["image"])
     assert not (out / "qc" / "a1.png").exists() and (out / "qc" / "A" / "a1.png").is_file()
     assert set(pd.read_csv(out / "objects" / "gfp_cells.csv")["image"]) == set(s["image"])
+    # an image deleted from the input folder leaves the tables with its file
+    (top / "B" / "b1.ome.tif").unlink()
+    _ome(top / "A" / "a2.ome.tif", ["EGFP", "ChAT"], seed=3)
+    rep = run_batch(discover_inputs([top / "A"]), out, cfg)
+    assert rep.earlier == []
+    assert list(pd.read_csv(out / "summary.csv")["image"]) == ["a1.ome.tif", "a2.ome.tif"]
+    assert set(json.loads((out / "run.json").read_text(encoding="utf-8"))["images"]) == {
+        "a1.ome.tif", "a2.ome.tif"}
+
+
+def test_results_inside_the_input_folder_are_not_inputs(tmp_path):
+    src = tmp_path / "sections"
+    src.mkdir()
+    _ome(src / "s1.ome.tif", ["EGFP", "ChAT"])
+    run_batch(discover_inputs([src]), src)  # --out is the input folder
+    assert (src / "labels" / "s1.ome.tif").is_file() and (src / "qc" / "s1.png").is_file()
+    # was ['labels/s1.ome.tif', 'qc/s1.png', 's1.ome.tif']: its label image was analysed
+    # as a cord section (channel 'gfp_cells' matches GFP)
+    assert [i.image for i in discover_inputs([src])] == ["s1.ome.tif"]
+
+
+def test_microscope_files_of_unread_types_are_named(tmp_path, capsys):
+    src = tmp_path / "mixed"
+    (src / "olympus").mkdir(parents=True)
+    _ome(src / "s1.ome.tif", ["EGFP", "ChAT"])
+    for name in ("olympus/a.oib", "olympus/b.OIB", "c.ims", "readme.txt", ".DS_Store", "._s1.ome.tif"):
+        (src / name).write_bytes(b"\0\5\26\7 not an image")
+    code = main(["run", str(src), "--out", str(tmp_path / "out"), "--dry-run"])
+    assert code == 0
+    err = capsys.readouterr().err  # they used to be passed over without a word
+    assert "3 image file(s) of types spinalquant does not read were skipped (1 .ims, 2 .oib)" in err
+    assert [i.image for i in discover_inputs([src])] == ["s1.ome.tif"]

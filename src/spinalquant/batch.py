@@ -99,9 +99,14 @@ def discover_inputs(inputs: Sequence[str | Path]) -> list[InputImage]:
             items = [(p, p.name)]
         else:
             items = []
+            # the INPUT folder itself holds results (--out was the input folder): its
+            # label images and QC pictures are not inputs, the images beside them are
+            own_outputs = _is_results_folder(p)
             for f in sorted(p.rglob("*")):
                 rel = f.relative_to(p)
                 if any(part.startswith(".") for part in rel.parts):
+                    continue
+                if own_outputs and len(rel.parts) > 1 and rel.parts[0] in ("labels", "qc"):
                     continue
                 if any(_is_results_folder(p / Path(*rel.parts[: i + 1]))
                        for i in range(len(rel.parts) - 1)):
@@ -115,6 +120,47 @@ def discover_inputs(inputs: Sequence[str | Path]) -> list[InputImage]:
                 found.append(InputImage(f, name))
     check_unique_names(found)
     return found
+
+
+#: Microscopy and picture formats spinalquant does not read (``io.SUPPORTED_EXTENSIONS``
+#: does): files of these types in an input folder are named, not skipped silently.
+UNREAD_IMAGE_EXTENSIONS = (
+    ".oib", ".oif", ".oir", ".ims", ".vsi", ".ets", ".svs", ".ndpi", ".scn", ".mrxs",
+    ".zvi", ".lei", ".sld", ".dv", ".r3d", ".ics", ".ids", ".stk", ".btf", ".tf2", ".tf8",
+    ".bmp", ".gif", ".jp2", ".webp", ".h5", ".hdf5", ".nrrd", ".mha", ".klb", ".zarr",
+)
+
+
+def unread_images(inputs: Sequence[str | Path]) -> dict[str, int]:
+    """Count the image files of unsupported types in the INPUT folders, by extension.
+
+    A folder walk (like :func:`discover_inputs`, hidden files and results
+    folders left out) that finds the microscope files spinalquant would pass
+    over, e.g. Olympus ``.oib`` beside TIFFs.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.oib").write_bytes(b"x"), (d / "b.tif").write_bytes(b"x"), (d / "n.txt").write_text("")
+    >>> unread_images([d])
+    {'.oib': 1}
+    """
+    counts: dict[str, int] = {}
+    for raw in inputs:
+        p = Path(raw)
+        if not p.is_dir():
+            continue
+        for f in p.rglob("*"):
+            rel = f.relative_to(p)
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            if any(_is_results_folder(p / Path(*rel.parts[: i + 1])) for i in range(len(rel.parts) - 1)):
+                continue
+            ext = f.suffix.lower()
+            if ext in UNREAD_IMAGE_EXTENSIONS and (f.is_file() or ext == ".zarr"):
+                counts[ext] = counts.get(ext, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _is_results_folder(folder: Path) -> bool:
@@ -696,10 +742,11 @@ def earlier_images(out_dir: str | Path, names: Sequence[str],
     """Images of earlier runs into ``out_dir`` that this run does not analyse again.
 
     An earlier run's results stay in the merged tables (``summary.csv`` and
-    ``objects/``), as they do in ``run.json``, ``labels/`` and ``qc/``: running
-    other images into the same folder adds to it. An earlier image whose file is
-    among this run's inputs under another name (the input folder was given
-    differently) is superseded instead of kept twice.
+    ``objects/``) and in ``run.json``, ``labels/`` and ``qc/``: running other
+    images into the same folder adds to it. Left out are earlier images whose
+    file is gone (deleted from the input folder; their part stays on disk) and
+    those whose file is among this run's inputs under another name (the input
+    folder was given differently): these are superseded, not listed twice.
 
     Parameters
     ----------
@@ -712,9 +759,9 @@ def earlier_images(out_dir: str | Path, names: Sequence[str],
 
     Returns
     -------
-    (kept, superseded) : (list of str, list of str)
+    (kept, dropped) : (list of str, list of str)
         Earlier image names kept in the tables, in their ``run.json`` order, and
-        those superseded by this run.
+        those left out.
 
     Examples
     --------
@@ -734,7 +781,9 @@ def earlier_images(out_dir: str | Path, names: Sequence[str],
         if image in current or not (out / ".parts" / part_key(image) / "summary.json").is_file():
             continue
         path = entry.get("path") if isinstance(entry, dict) else None
-        if path and path in paths:
+        if path and not Path(path).exists():
+            superseded.append(image)  # its part is kept: the file may come back
+        elif path and path in paths:
             superseded.append(image)
             shutil.rmtree(out / ".parts" / part_key(image), ignore_errors=True)
             stem = output_stem(image)

@@ -89,7 +89,7 @@ def run(
     from rich.console import Console
     from rich.markup import escape
 
-    from .batch import discover_inputs, run_batch
+    from .batch import discover_inputs, run_batch, unread_images
     from .config import ImageParams, load_config
     from .errors import ConfigError, SpinalquantError
 
@@ -104,6 +104,12 @@ def run(
     except (ConfigError, FileNotFoundError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    unread = unread_images(inputs)
+    if unread:
+        kinds = ", ".join(f"{n} {ext}" for ext, n in unread.items())
+        err.print(escape(f"note: {sum(unread.values())} image file(s) of types spinalquant does "
+                         f"not read were skipped ({kinds}); export them as OME-TIFF to include them"),
+                  soft_wrap=True)
     if not items:
         err.print(f"[red]error:[/red] no supported image files found in {escape(', '.join(map(str, inputs)))}")
         raise typer.Exit(2)
