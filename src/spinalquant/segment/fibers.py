@@ -3,9 +3,11 @@
 Method (every scale is a physical size converted with the pixel size)
 ----------------------------------------------------------------------
 1. **Border image.** Fluorescence: the stain itself. H&E: colour deconvolution
-   (:func:`skimage.color.rgb2hed`); fiber cytoplasm is eosin-rich, while endomysium
-   gaps (white), perimysium and nuclei (hematoxylin) are not, so the border image is
-   "lack of eosin" plus hematoxylin, both scaled by robust fiber-interior levels.
+   (:func:`skimage.color.separate_stains` with rgb2hed's H and E vectors and a grey
+   third vector, so uneven illumination does not change H or E); fiber cytoplasm is
+   eosin-rich, while endomysium gaps (white), perimysium and nuclei (hematoxylin) are
+   not, so the border image is "lack of eosin" plus hematoxylin, both scaled by
+   robust fiber-interior levels.
 2. **Ridge enhancement.** Sato tubeness (bright ridges: sigma² x the smallest
    Hessian eigenvalue, negated) at ``ridge_sigma_um`` and twice that picks out thin
    bright borders whatever the interior brightness (vignetting, autofluorescence).
@@ -15,6 +17,8 @@ Method (every scale is a physical size converted with the pixel size)
    image is calibrated (fiber cytoplasm 0, white gap 1), so pixels above 0.5 are
    interstitium however wide the gap (a ridge filter marks only the edges of a wide
    pale gap): those pale at 1 µm smoothing, or connected to the ridge mask, join it.
+   Isolated pieces of the H&E mask no longer than ``max_speck_um`` (central nuclei,
+   ice-crystal holes) are dropped: borders form a network.
 4. **Gap-tolerant seeds.** The distance (µm) to the nearest border pixel, smoothed,
    has one maximum per fiber even when the border has gaps. Seeds are maxima at
    least ``seed_spacing_um`` apart and ``min_seed_depth_um`` deep (thin interstitial
@@ -106,6 +110,12 @@ class FiberParams:
         half maximum (which shrinks fibers by ~1 µm per side).
     exclude_border : bool
         Remove fibers that touch the image edge (their CSA is truncated).
+    max_speck_um : float
+        H&E: isolated pieces of the border mask no longer than this (bounding box)
+        are ignored when seeding: central nuclei (hematoxylin) and ice-crystal holes
+        inside a fiber are not borders (they split a fiber into several). Not used
+        for fluorescence, whose noisy thin borders break into short pieces that are
+        borders. 0 disables.
     """
 
     min_area_um2: float = 100.0
@@ -121,6 +131,7 @@ class FiberParams:
     max_interior_brightness: float = 0.5
     outline_fraction: float = 0.7
     exclude_border: bool = True
+    max_speck_um: float = 15.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -137,7 +148,7 @@ class FiberParams:
             raise ValueError(
                 f"FiberParams.seed_neck_fraction must be in [0, 1], got {self.seed_neck_fraction}"
             )
-        for name in ("smooth_um", "seed_h_um"):
+        for name in ("smooth_um", "seed_h_um", "max_speck_um"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"FiberParams.{name} must be ≥ 0, got {getattr(self, name)!r}")
         if self.max_area_um2 <= self.min_area_um2:
@@ -167,21 +178,38 @@ def _subsample(a: np.ndarray, n: int = 1_000_000) -> np.ndarray:
     return flat[::step]
 
 
-def _he_stains(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hematoxylin and eosin optical densities (float32), as :func:`skimage.color.rgb2hed`.
+# Colour deconvolution into hematoxylin, eosin and a grey "stain" (equal optical
+# density in R, G and B) instead of skimage's DAB: uneven illumination (vignetting, a
+# dimmer lamp at one side of the field) and section thickness scale all three channels
+# alike, i.e. add grey optical density, which then goes to the third stain. With DAB as
+# the third vector, grey density leaks into hematoxylin (+) and eosin (-): fibers in the
+# darker part of a field lost eosin and were taken for pale interstitium.
+_HE_GREY_FROM_RGB = np.linalg.inv(
+    np.array([color.rgb_from_hed[0], color.rgb_from_hed[1], np.full(3, 1 / np.sqrt(3))])
+)
 
-    uint8 images go through a 256-entry optical-density table (no float64 copy of
-    the RGB image); other dtypes through :func:`skimage.color.rgb2hed`.
+
+def _he_stains(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hematoxylin and eosin optical densities (float32, ≥ 0), free of grey density.
+
+    Colour deconvolution (:func:`skimage.color.separate_stains`) with the
+    hematoxylin and eosin vectors of :func:`skimage.color.rgb2hed` and a grey third
+    vector, so that illumination changes (which scale R, G and B alike) do not alter
+    H or E. uint8 images go through a 256-entry optical-density table (no float64
+    copy of the RGB image).
     """
-    m = color.hed_from_rgb.astype(np.float32)
+    m = _HE_GREY_FROM_RGB.astype(np.float32)
     if rgb.dtype == np.uint8:
         lut = (np.log(np.maximum(np.arange(256) / 255.0, 1e-6)) / np.log(1e-6)).astype(np.float32)
         od = [lut[rgb[..., i]] for i in range(3)]
         hema = od[0] * m[0, 0] + od[1] * m[1, 0] + od[2] * m[2, 0]
         eosin = od[0] * m[0, 1] + od[1] * m[1, 1] + od[2] * m[2, 1]
         return np.maximum(hema, 0, out=hema), np.maximum(eosin, 0, out=eosin)
-    hed = color.rgb2hed(rgb)
-    return hed[..., 0].astype(np.float32), hed[..., 1].astype(np.float32)
+    stains = color.separate_stains(rgb, _HE_GREY_FROM_RGB)
+    return (
+        np.maximum(stains[..., 0], 0).astype(np.float32),
+        np.maximum(stains[..., 1], 0).astype(np.float32),
+    )
 
 
 def _he_border(hema: np.ndarray, eosin: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -382,6 +410,27 @@ def _pale(border: np.ndarray, bmask: np.ndarray, pixel_size_um: float) -> np.nda
     hit[0] = False
     out |= hit[pieces]
     return out
+
+
+def _drop_specks(bmask: np.ndarray, pixel_size_um: float, max_um: float) -> np.ndarray:
+    """``bmask`` without its isolated pieces no wider than ``max_um`` (µm, bounding box).
+
+    Fiber borders form one network; a small piece of the mask on its own lies inside
+    a fiber: a central nucleus in H&E (hematoxylin), an ice-crystal hole (pale).
+    Left in, it makes a hole in the distance map and the fiber
+    a ring with several maxima, i.e. several seeds. Only the seeds use the mask: the
+    watershed still runs on the ridge image, and the outline fills holes.
+    """
+    if max_um <= 0:
+        return bmask
+    pieces, n = ndi.label(bmask, structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return bmask
+    small = np.zeros(n + 1, dtype=bool)
+    for i, sl in enumerate(ndi.find_objects(pieces), start=1):
+        extent = max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) * pixel_size_um
+        small[i] = extent <= max_um
+    return bmask & ~small[pieces]
 
 
 def _edt(mask: np.ndarray, pixel_size_um: float, rows: int = 256) -> np.ndarray:
@@ -859,6 +908,7 @@ def segment_fibers(
     bmask = _border_mask(ridge, p.ridge_threshold_mad)
     if stain == "he":
         bmask = _pale(border, bmask, pixel_size_um)
+        bmask = _drop_specks(bmask, pixel_size_um, p.max_speck_um)
     clearance = _edt(~bmask, pixel_size_um)
     depth = _depth(clearance, pixel_size_um)
     seeds = _seeds(depth, pixel_size_um, p)

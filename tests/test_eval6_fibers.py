@@ -1,0 +1,120 @@
+"""Outside evaluation (session 5) of fiber segmentation: regressions for defects found.
+
+Each test builds its own small section (not spinalquant.synthetic): Voronoi fibers of a
+jittered grid, a border band between them, rendered as H&E RGB or a laminin stain.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from spinalquant.segment.fibers import FiberParams, segment_fibers
+
+
+def _voronoi(rng, shape, px, spacing_um, border_um):
+    """Fiber truth labels (0 = border band) of a jittered-grid Voronoi tessellation."""
+    step = spacing_um / px
+    gy, gx = np.mgrid[step / 2 : shape[0] + step : step, step / 2 : shape[1] + step : step]
+    pts = np.c_[gy.ravel(), gx.ravel()] + rng.uniform(-0.3, 0.3, (gy.size, 2)) * step
+    marker = np.zeros(shape, np.int32)
+    inside = (pts[:, 0] < shape[0]) & (pts[:, 1] < shape[1])
+    pts = pts[inside].astype(int)
+    marker[pts[:, 0], pts[:, 1]] = np.arange(1, len(pts) + 1)
+    _, (iy, ix) = ndi.distance_transform_edt(marker == 0, return_indices=True)
+    cells = marker[iy, ix]
+    edge = np.zeros(shape, bool)
+    d = cells[1:] != cells[:-1]
+    edge[1:] |= d
+    edge[:-1] |= d
+    d = cells[:, 1:] != cells[:, :-1]
+    edge[:, 1:] |= d
+    edge[:, :-1] |= d
+    band = ndi.distance_transform_edt(~edge) * px <= border_um / 2
+    return np.where(band, 0, cells), pts
+
+
+def _he(rng, truth, pts, px, *, central_nuclei=False, field=None):
+    """H&E RGB uint8: pink fibers, pale pink endomysium, purple peripheral nuclei."""
+    shape = truth.shape
+    rgb = np.empty((*shape, 3), np.float64)
+    rgb[:] = (238, 205, 222)  # endomysium
+    shade = np.array([228, 148, 182]) * rng.uniform(0.95, 1.03, (truth.max() + 1, 1))
+    rgb[truth > 0] = shade[truth[truth > 0]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    nuc = np.zeros(shape, bool)
+    for y, x in pts:
+        if central_nuclei:
+            nuc |= ((yy - y) / (2.5 / px)) ** 2 + ((xx - x) / (4.0 / px)) ** 2 <= 1
+    # peripheral nuclei: on random border pixels
+    by, bx = np.nonzero(truth == 0)
+    for i in rng.integers(0, by.size, len(pts)):
+        nuc |= ((yy - by[i]) / (1.5 / px)) ** 2 + ((xx - bx[i]) / (3.5 / px)) ** 2 <= 1
+    rgb[nuc] = (95, 60, 150)
+    rgb = ndi.gaussian_filter(rgb, (0.4 / px, 0.4 / px, 0))
+    if field is not None:
+        rgb *= field[..., None]
+    rgb += rng.normal(0, 3, rgb.shape)
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+def _f1(pred, truth, keep=None):
+    """F1 at IoU 0.5 over truth fibers not touching the image edge (and in ``keep``)."""
+    edge = np.unique(np.concatenate([truth[0], truth[-1], truth[:, 0], truth[:, -1]]))
+    ids = [t for t in np.unique(truth) if t and t not in edge]
+    if keep is not None:
+        ids = [t for t in ids if keep[truth == t].mean() > 0.5]
+    hits, matched = 0, set()
+    for t in ids:
+        m = truth == t
+        vals, counts = np.unique(pred[m], return_counts=True)
+        for v, c in zip(vals, counts, strict=True):
+            if v and c / np.count_nonzero(m | (pred == v)) > 0.5:
+                hits += 1
+                matched.add(int(v))
+    preds = set(np.unique(pred[np.isin(truth, ids)]).tolist()) - {0}
+    fp = len(preds - matched)
+    return 2 * hits / max(len(ids) + hits + fp, 1), hits, len(ids)
+
+
+@pytest.mark.parametrize(("seed", "px"), [(0, 0.5), (3, 0.8)])
+def test_he_central_nuclei_do_not_split_fibers(seed, px):
+    """H&E fibers with a central nucleus were split in 2-4 pieces around it (the
+    hematoxylin blob made a hole in the distance map: several seeds). Independent
+    phantoms (power-diagram fibers, px 0.35-1.0): F1 0.80-0.90 -> 0.93-0.99."""
+    rng = np.random.default_rng(seed)
+    shape = (int(240 / px),) * 2
+    truth, pts = _voronoi(rng, shape, px, 40.0, 2.0)
+    rgb = _he(rng, truth, pts, px, central_nuclei=True)
+    lab = segment_fibers(rgb, pixel_size_um=px, stain="he")
+    f1, hits, n = _f1(lab, truth)
+    assert n >= 8
+    assert f1 >= 0.95, (f1, hits, n)  # was 0.86 at both
+
+
+def test_he_uneven_illumination():
+    """Brightfield vignetting scales R, G and B alike (grey optical density); with
+    rgb2hed's DAB as third stain it leaked into eosin (-) and hematoxylin (+), so the
+    fibers in the dim part of the field became 'pale interstitium' and were lost."""
+    rng = np.random.default_rng(1)
+    px = 0.6
+    shape = (int(240 / px),) * 2
+    truth, pts = _voronoi(rng, shape, px, 40.0, 2.0)
+    yy, xx = np.mgrid[: shape[0], : shape[1]] / shape[0]
+    field = 1.0 - 0.4 * xx  # the right side of the field gets 60 % of the light
+    rgb = _he(rng, truth, pts, px, field=field)
+    lab = segment_fibers(rgb, pixel_size_um=px, stain="he")
+    dim = xx > 0.55
+    f1, hits, n = _f1(lab, truth, keep=dim)
+    assert n >= 5
+    assert f1 >= 0.95, (f1, hits, n)  # was 0.86 (2 of 8 dim fibers lost)
+    # the same section evenly lit is segmented as well (no accuracy bought elsewhere)
+    f1_even, _, _ = _f1(segment_fibers(_he(np.random.default_rng(1), truth, pts, px),
+                                       pixel_size_um=px, stain="he"), truth)
+    assert f1_even >= 0.95
+
+
+def test_max_speck_um_validated():
+    with pytest.raises(ValueError, match="max_speck_um"):
+        FiberParams(max_speck_um=-1.0)
