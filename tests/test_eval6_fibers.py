@@ -101,7 +101,7 @@ def test_he_uneven_illumination():
     px = 0.6
     shape = (int(240 / px),) * 2
     truth, pts = _voronoi(rng, shape, px, 40.0, 2.0)
-    yy, xx = np.mgrid[: shape[0], : shape[1]] / shape[0]
+    _, xx = np.mgrid[: shape[0], : shape[1]] / shape[0]
     field = 1.0 - 0.4 * xx  # the right side of the field gets 60 % of the light
     rgb = _he(rng, truth, pts, px, field=field)
     lab = segment_fibers(rgb, pixel_size_um=px, stain="he")
