@@ -75,6 +75,7 @@ from scipy.sparse.csgraph import connected_components
 from skimage import filters, graph, measure, morphology, segmentation, transform
 
 from .. import _validate as check
+from ..measure.synapses import outline_length_um
 from ._cells import grow_box, open_disk
 
 __all__ = [
@@ -779,7 +780,10 @@ def measure_motor_neurons(labels, *, pixel_size_um: float) -> pd.DataFrame:
     -------
     DataFrame
         ``label``, ``y_um``, ``x_um`` (centroid from the top-left pixel centre),
-        ``area_um2``, ``perimeter_um``, ``equivalent_diameter_um``; empty with these
+        ``area_um2``, ``perimeter_um`` (the outline inside the image, see
+        :func:`~spinalquant.measure.synapses.outline_length_um`: the stretch
+        of a soma cut by the image edge is not counted), ``equivalent_diameter_um``;
+        empty with these
         columns when there is no soma.
 
     Examples
@@ -796,7 +800,7 @@ def measure_motor_neurons(labels, *, pixel_size_um: float) -> pd.DataFrame:
     ps = float(pixel_size_um)
     t = measure.regionprops_table(
         lab.astype(np.int32, copy=False),
-        properties=("label", "centroid", "area", "perimeter", "equivalent_diameter_area"),
+        properties=("label", "centroid", "area", "equivalent_diameter_area"),
         spacing=(ps, ps),
     )
     return pd.DataFrame({
@@ -804,6 +808,6 @@ def measure_motor_neurons(labels, *, pixel_size_um: float) -> pd.DataFrame:
         "y_um": t["centroid-0"],
         "x_um": t["centroid-1"],
         "area_um2": t["area"],
-        "perimeter_um": t["perimeter"],
+        "perimeter_um": outline_length_um(lab, pixel_size_um=ps)[t["label"]],
         "equivalent_diameter_um": t["equivalent_diameter_area"],
     })

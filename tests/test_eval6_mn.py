@@ -1,0 +1,131 @@
+"""Outside evaluation (session 6) of motor-neuron outlines and perisomatic puncta.
+
+Each test here failed before the fix it guards; the phantoms are small and
+built in the test (smooth polygonal somata, puncta at known places).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from skimage.draw import polygon2mask
+
+from spinalquant.measure.synapses import outline_length_um, perisomatic_puncta
+from spinalquant.segment.motor_neurons import measure_motor_neurons, segment_motor_neurons
+
+
+def _soma_polygon(rng, cy, cx, diameter_um, n=360):
+    """A smooth pyramidal soma outline (µm, (n, 2)) and its exact perimeter."""
+    th = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    a2, a3 = rng.uniform(0.05, 0.15), rng.uniform(0.05, 0.12)
+    p2, p3 = rng.uniform(0, 2 * np.pi, 2)
+    r = 0.5 * diameter_um * (1 + a2 * np.cos(2 * th + p2) + a3 * np.cos(3 * th + p3))
+    poly = np.column_stack([cy + r * np.sin(th), cx + r * np.cos(th)])
+    perimeter = float(np.hypot(*(np.roll(poly, -1, 0) - poly).T).sum())
+    return poly, perimeter
+
+
+def _puncta_on(poly, cy, cx, per_100um, rng, offset_um=(0.3, 1.5), keep=None):
+    """Puncta just outside the outline, ``per_100um`` per 100 µm of it (or of the part ``keep``)."""
+    seg = np.hypot(*(np.roll(poly, -1, 0) - poly).T)
+    use = np.ones(len(poly), bool) if keep is None else keep(poly)
+    length = seg[use].sum()
+    k = round(per_100um * length / 100)
+    idx = np.flatnonzero(use)
+    pick = idx[np.linspace(0, len(idx) - 1, k, endpoint=False).astype(int)]
+    v = poly[pick] - [cy, cx]
+    v /= np.hypot(v[:, 0], v[:, 1])[:, None]
+    pts = poly[pick] + v * rng.uniform(*offset_um, (k, 1))
+    return pd.DataFrame({"y_um": pts[:, 0], "x_um": pts[:, 1]}), k, length
+
+
+@pytest.mark.parametrize("ps", [0.25, 0.45, 0.8])
+def test_perimeter_of_a_smooth_soma_is_not_inflated_by_the_pixel_staircase(ps):
+    # before: regionprops' pixel-edge perimeter read smooth somata 4-5 % long
+    # (puncta_per_100um 4-5 % low)
+    rng = np.random.default_rng(int(ps * 100))
+    shape = (round(80 / ps), round(80 / ps))
+    errors = []
+    for d in (26.0, 38.0, 50.0):
+        poly, true_perimeter = _soma_polygon(rng, 40.0, 40.0, d)
+        lab = polygon2mask(shape, poly / ps).astype(np.int32)
+        table = measure_motor_neurons(lab, pixel_size_um=ps)
+        peri = perisomatic_puncta(lab, pd.DataFrame({"y_um": [], "x_um": []}), pixel_size_um=ps)
+        assert table.perimeter_um.iloc[0] == pytest.approx(peri.perimeter_um.iloc[0])
+        errors.append(table.perimeter_um.iloc[0] / true_perimeter - 1)
+    assert np.max(np.abs(errors)) < 0.02, np.round(errors, 4)
+
+
+@pytest.mark.parametrize(("ps", "side"), [(0.3, "top"), (0.55, "right"), (0.85, "bottom")])
+def test_soma_cut_by_the_image_edge_puncta_per_100um(ps, side):
+    # a soma cut through its middle by the image edge: no punctum can be seen
+    # beyond the edge, so the density is per µm of outline inside the image.
+    # Before, the image edge counted as outline: 10 per 100 µm read 6-7.
+    rng = np.random.default_rng(3)
+    n = round(100 / ps)
+    edge_um = -0.5 * ps  # the image's first pixel edge
+    c = {"top": (edge_um + 2.0, 50.0), "right": (50.0, (n - 0.5) * ps - 2.0),
+         "bottom": ((n - 0.5) * ps - 2.0, 50.0)}[side]
+    poly, _ = _soma_polygon(rng, c[0], c[1], 40.0)
+    lo, hi = -0.5 * ps, (n - 0.5) * ps
+
+    def in_image(p):
+        mid = 0.5 * (p + np.roll(p, -1, 0))
+        return np.all((mid >= lo) & (mid <= hi), axis=1)
+
+    lab = polygon2mask((n, n), poly / ps).astype(np.int32)
+    pts, _, length = _puncta_on(poly, c[0], c[1], 10.0, rng, keep=in_image)
+    pts = pts[(pts.y_um > lo) & (pts.y_um < hi) & (pts.x_um > lo) & (pts.x_um < hi)]
+    peri = perisomatic_puncta(lab, pts, pixel_size_um=ps)
+    assert peri.n_puncta.iloc[0] == len(pts)
+    assert peri.perimeter_um.iloc[0] == pytest.approx(length, rel=0.04)
+    assert peri.puncta_per_100um.iloc[0] == pytest.approx(100 * len(pts) / length, rel=0.05)
+    t = measure_motor_neurons(lab, pixel_size_um=ps)
+    assert t.perimeter_um.iloc[0] == pytest.approx(peri.perimeter_um.iloc[0])
+
+
+def test_outline_length_units_edges_and_empty():
+    yy, xx = np.mgrid[:120, :120]
+    lab = np.zeros((120, 120), np.int32)
+    lab[np.hypot(yy - 40, xx - 40) < 25] = 2  # label 1 absent
+    lab[60:120, 80:100] = 5  # a bar cut by the bottom edge: its two sides and top
+    got = outline_length_um(lab, pixel_size_um=0.5)
+    assert got.shape == (6,) and got[0] == 0 and got[1] == 0
+    assert got[2] == pytest.approx(2 * np.pi * 25 * 0.5, rel=0.01)
+    assert got[5] == pytest.approx((60 + 60 + 20) * 0.5, rel=0.03)
+    assert not outline_length_um(np.zeros((4, 4), np.int32), pixel_size_um=1.0).any()
+    with pytest.raises(ValueError):
+        outline_length_um(lab, pixel_size_um=0.0)
+
+
+def test_segmented_soma_and_puncta_per_100um_end_to_end():
+    # a ChAT image of smooth somata (one cut by the edge) with puncta 10 per 100 µm
+    ps = 0.5
+    rng = np.random.default_rng(11)
+    n = 320
+    sig = np.zeros((n, n))
+    polys = []
+    for cy, cx, d in ((45.0, 50.0, 34.0), (110.0, 115.0, 40.0), (0.0, 120.0, 36.0)):
+        poly, _ = _soma_polygon(rng, cy, cx, d)
+        sig[polygon2mask((n, n), poly / ps)] = 1.0
+        polys.append((poly, cy, cx))
+    from scipy import ndimage as ndi
+
+    img = rng.poisson(40 + 300 * ndi.gaussian_filter(sig, 0.4 / ps)).astype(np.uint16)
+    lab = segment_motor_neurons(img, pixel_size_um=ps)
+    t = measure_motor_neurons(lab, pixel_size_um=ps)
+    assert len(t) == 3
+    lo, hi = -0.5 * ps, (n - 0.5) * ps
+    frames, truth = [], []
+    for poly, cy, cx in polys:
+        pts, _, length = _puncta_on(poly, cy, cx, 10.0, rng, keep=lambda p: np.all(
+            (0.5 * (p + np.roll(p, -1, 0)) >= lo) & (0.5 * (p + np.roll(p, -1, 0)) <= hi), axis=1))
+        pts = pts[(pts.y_um > lo) & (pts.y_um < hi) & (pts.x_um > lo) & (pts.x_um < hi)]
+        frames.append(pts)
+        truth.append(100 * len(pts) / length)
+    peri = perisomatic_puncta(lab, pd.concat(frames, ignore_index=True), pixel_size_um=ps)
+    for (_poly, cy, cx), want in zip(polys, truth, strict=True):
+        i = int(np.argmin(np.hypot(t.y_um - cy, t.x_um - cx)))
+        got = peri.set_index("label").loc[t.label.iloc[i], "puncta_per_100um"]
+        assert got == pytest.approx(want, rel=0.06), (cy, cx, got, want)
