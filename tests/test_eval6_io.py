@@ -228,3 +228,39 @@ def test_microscope_files_of_unread_types_are_named(tmp_path, capsys):
     err = capsys.readouterr().err  # they used to be passed over without a word
     assert "3 image file(s) of types spinalquant does not read were skipped (1 .ims, 2 .oib)" in err
     assert [i.image for i in discover_inputs([src])] == ["s1.ome.tif"]
+
+
+def test_non_square_pixels_are_noted(tmp_path):
+    f = tmp_path / "aniso.tif"
+    data = _blobs(2, px=0.3, seed=4).transpose(1, 0, 2, 3)  # (Z, C, Y, X)
+    tifffile.imwrite(f, data, imagej=True, resolution=(1 / 0.3, 1 / 0.6),
+                     metadata={"axes": "ZCYX", "unit": "micron", "spacing": 1.5})
+    s = load(f)
+    assert s.pixel_size_um == pytest.approx((1.5, 0.6, 0.3))
+    # the analysis measures with the mean (Stack.yx_um): said, not silent
+    assert any("not square" in n and "0.45" in n for n in s.metadata["notes"])
+    square = tmp_path / "square.tif"
+    tifffile.imwrite(square, data, imagej=True, resolution=(1 / 0.3, 1 / 0.3),
+                     metadata={"axes": "ZCYX", "unit": "micron", "spacing": 1.5})
+    assert not any("square" in n for n in load(square).metadata["notes"])
+
+
+def test_a_failed_reanalysis_leaves_no_stale_pictures(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    good = _ome(src / "s1.ome.tif", ["EGFP", "ChAT"])
+    _ome(src / "s2.ome.tif", ["EGFP", "ChAT"], seed=1)
+    out = tmp_path / "out"
+    run_batch(discover_inputs([src]), out)
+    pictures = [out / "labels" / "s1.ome.tif", out / "qc" / "s1.png"]
+    assert all(f.is_file() for f in pictures)
+    # the file is replaced by a broken copy: its row says failed, its objects left the
+    # tables, and its old overlay (was kept) would show cells that no table has
+    good.write_bytes(good.read_bytes()[:2000])
+    rep = run_batch(discover_inputs([src]), out)
+    assert {o.image: o.status for o in rep.outcomes} == {"s1.ome.tif": "failed", "s2.ome.tif": "skipped"}
+    assert not any(f.exists() for f in pictures)
+    assert (out / "qc" / "s2.png").is_file() and (out / "labels" / "s2.ome.tif").is_file()
+    # analysed again without QC pictures: no overlay of the earlier parameters is left
+    run_batch(discover_inputs([src / "s2.ome.tif"]), out, Config.from_dict({"output": {"qc": False}}))
+    assert not (out / "qc" / "s2.png").exists() and (out / "labels" / "s2.ome.tif").is_file()

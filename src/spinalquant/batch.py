@@ -371,16 +371,19 @@ def _analyse_and_write(
     picture = decimated(res) if tiled else res
 
     t = time.perf_counter()
-    stem = output_stem(item.image)
+    labels_file, qc_file = _picture_files(out, item.image)
     if cfg.output.labels and picture.labels:
-        (out / "labels" / stem).parent.mkdir(parents=True, exist_ok=True)
-        save_labels(out / "labels" / f"{stem}.ome.tif", picture.labels,
-                    pixel_size_um=picture.pixel_size_um)
+        labels_file.parent.mkdir(parents=True, exist_ok=True)
+        save_labels(labels_file, picture.labels, pixel_size_um=picture.pixel_size_um)
+    else:  # not a left-over of an earlier analysis of this image
+        labels_file.unlink(missing_ok=True)
     if cfg.output.qc:
         from .report import save_qc_png
 
-        (out / "qc" / stem).parent.mkdir(parents=True, exist_ok=True)
-        save_qc_png(out / "qc" / f"{stem}.png", picture, title=item.image)
+        qc_file.parent.mkdir(parents=True, exist_ok=True)
+        save_qc_png(qc_file, picture, title=item.image)
+    else:
+        qc_file.unlink(missing_ok=True)
     timings["write_s"] = time.perf_counter() - t
 
     row = {"image": item.image, "status": "ok", "error": "", "section": res.section,
@@ -469,10 +472,20 @@ def channel_notes(stack: Any, cfg: Config, section: str) -> list[str]:
     ]
 
 
+def _picture_files(out: Path, image: str) -> tuple[Path, Path]:
+    """An image's label file and QC picture under ``out``."""
+    stem = output_stem(image)
+    return out / "labels" / f"{stem}.ome.tif", out / "qc" / f"{stem}.png"
+
+
 def _fail(item: InputImage, out: Path, cfg: Config, digest: str, msg: str,
           timings: dict[str, float]) -> Outcome:
     row = {"image": item.image, "status": "failed", "error": msg}
     try:
+        # the label image and QC overlay of an earlier analysis would show objects
+        # that the tables (now a failure row) no longer have
+        for f in _picture_files(out, item.image):
+            f.unlink(missing_ok=True)
         write_part(out, item.image, row, {}, {
             "status": "failed", "input_hash": digest, "params_hash": params_hash(cfg),
             "error": msg, "timings": timings, "version": __version__, "format": PART_FORMAT,
@@ -788,7 +801,7 @@ def earlier_images(out_dir: str | Path, names: Sequence[str],
             shutil.rmtree(out / ".parts" / part_key(image), ignore_errors=True)
             stem = output_stem(image)
             if stem not in {output_stem(n) for n in names}:
-                for f in (out / "labels" / f"{stem}.ome.tif", out / "qc" / f"{stem}.png"):
+                for f in _picture_files(out, image):
                     f.unlink(missing_ok=True)
         else:
             kept.append(image)

@@ -880,6 +880,13 @@ def load(
         )
     if n_z == 1 and ps[0] is not None and pixel_size_um is None:
         ps = (None, ps[1], ps[2])
+    if ps[1] is not None and ps[2] is not None and not _close(ps[1], ps[2]):
+        meta["notes"].append(
+            f"pixels are not square (y {ps[1]:.4g} µm, x {ps[2]:.4g} µm): the analysis uses "
+            f"their mean, {(ps[1] + ps[2]) / 2:.4g} µm, so areas and lengths are off by up to "
+            f"{100 * abs(ps[1] - ps[2]) / (ps[1] + ps[2]):.0f} %; resample the image to square "
+            "pixels for exact figures"
+        )
 
     if isinstance(data, np.ndarray):
         data = np.ascontiguousarray(data)
