@@ -412,6 +412,19 @@ def _pale(border: np.ndarray, bmask: np.ndarray, pixel_size_um: float) -> np.nda
     return out
 
 
+def _deep_pale(border: np.ndarray, pixel_size_um: float, depth_um: float = 2.0) -> np.ndarray:
+    """H&E: interstitium (pale at 1 µm smoothing) more than ``depth_um`` from its edge.
+
+    Wide pale areas (endomysial fibrosis around atrophic fibers, white gaps) have no
+    ridge inside, so a basin flooded from a small fiber beside one took it in, and the
+    basin's "core" level (the fiber's own brightness) came out pale: the fiber was
+    rejected as a bright-interior object. Borders up to ``2 * depth_um`` wide have no
+    such pixels, so basins still meet on them.
+    """
+    wide = ndi.gaussian_filter(border, max(1.0 / pixel_size_um, 0.5)) > 0.5
+    return _edt(wide, pixel_size_um) > depth_um
+
+
 def _drop_specks(bmask: np.ndarray, pixel_size_um: float, max_um: float) -> np.ndarray:
     """``bmask`` without its isolated pieces no wider than ``max_um`` (µm, bounding box).
 
@@ -914,7 +927,9 @@ def segment_fibers(
     seeds = _seeds(depth, pixel_size_um, p)
     if len(seeds) == 0:
         return np.zeros(border.shape, dtype=np.int32)
-    outside = _unseeded_cells(bmask, seeds) if stain == "he" else None
+    outside = None
+    if stain == "he":
+        outside = _unseeded_cells(bmask, seeds) | _deep_pale(border, pixel_size_um)
     del bmask
     discs, inner = _seed_discs(seeds, clearance, pixel_size_um)
     del clearance
