@@ -129,3 +129,58 @@ def test_segmented_soma_and_puncta_per_100um_end_to_end():
         i = int(np.argmin(np.hypot(t.y_um - cy, t.x_um - cx)))
         got = peri.set_index("label").loc[t.label.iloc[i], "puncta_per_100um"]
         assert got == pytest.approx(want, rel=0.06), (cy, cx, got, want)
+
+
+def _edge_soma_image(ps, side, inset_um, nucleus_offset_um, *, pocket=False, seed=2):
+    """A 36 µm soma whose centre lies ``inset_um`` inside the image edge ``side``
+    (negative: beyond it), its dim nucleus cut by the edge too, and a whole
+    control soma; with ``pocket`` two dendrites run from the soma to the edge."""
+    rng = np.random.default_rng(seed)
+    n = round(120 / ps)
+    yy, xx = np.mgrid[:n, :n] * ps
+    far = (n - 1) * ps - inset_um
+    cy, cx = {"top": (inset_um, 60.0), "left": (60.0, inset_um), "bottom": (far, 60.0),
+              "right": (60.0, far)}[side]
+    toward = {"top": (-1, 0), "left": (0, -1), "bottom": (1, 0), "right": (0, 1)}[side]
+    body = np.hypot(yy - cy, xx - cx) < 18
+    nucleus = np.hypot(yy - cy - toward[0] * nucleus_offset_um, xx - cx - toward[1] * nucleus_offset_um) < 6.5
+    sig = np.zeros((n, n))
+    sig[body] = 1.0
+    sig[body & nucleus] = 0.3
+    sig[np.hypot(yy - 60, xx - 60) < 16] = 1.0
+    sig[np.hypot(yy - 60, xx - 60) < 6] = 0.3
+    if pocket:
+        sig[((np.abs(yy - cy + 12) < 2.5) | (np.abs(yy - cy - 12) < 2.5)) & (xx < cx)] = 1.0
+    from scipy import ndimage as ndi
+
+    img = rng.poisson(30 + 250 * ndi.gaussian_filter(sig, 0.4 / ps)).astype(np.uint16)
+    return img, body
+
+
+@pytest.mark.parametrize(("ps", "side", "inset", "offset"), [
+    (0.3, "right", -3.0, 0.0), (0.5, "left", 0.0, 0.0), (0.5, "top", 6.0, 4.0), (0.8, "bottom", -3.0, 4.0),
+])
+def test_nucleus_cut_by_the_image_edge_is_part_of_the_soma(ps, side, inset, offset):
+    # before: the cut nucleus was a bay open to the image edge; the soma was a
+    # crescent (area 89 % of the truth) or, split in two by the watershed and
+    # each half under 300 µm², lost altogether (a soma centred 3 µm beyond the edge)
+    img, body = _edge_soma_image(ps, side, inset, offset)
+    lab = segment_motor_neurons(img, pixel_size_um=ps)
+    assert lab.max() == 2
+    own = np.bincount(lab[body].ravel()).argmax()
+    assert own > 0
+    assert (lab == own).sum() == pytest.approx(body.sum(), rel=0.03)
+    assert np.count_nonzero(lab[body] == own) >= 0.97 * body.sum()
+
+
+@pytest.mark.parametrize("ps", [0.35, 0.8])
+def test_dark_pocket_between_a_soma_and_the_image_edge_stays_out(ps):
+    # two dendrites from a soma 8 µm from the edge enclose, with the image edge,
+    # a pocket of neuropil: it is no nucleus and is not filled
+    img, body = _edge_soma_image(ps, "left", 26.0, 0.0, pocket=True, seed=5)
+    n = img.shape[0]
+    yy, xx = np.mgrid[:n, :n] * ps
+    lab = segment_motor_neurons(img, pixel_size_um=ps)
+    own = np.bincount(lab[body].ravel()).argmax()
+    pocket = (xx < 0.5) & (np.abs(yy - 60) < 8)
+    assert own > 0 and not np.any(lab[pocket] == own)

@@ -468,7 +468,9 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
             nuc_cut = max(loc + nucleus_level * (level - loc), fl)
             wide_lab, _ = ndi.label(smoothed[box] > nuc_cut)
             wide = np.isin(wide_lab, np.unique(wide_lab[keep_b])) & (wide_lab > 0)
-            wide = ndi.binary_fill_holes(np.pad(wide, 1))
+            # holes are filled inside the image only (a dark pocket between a soma
+            # and the image edge may be neuropil); the depth is not cut by the edge
+            wide = _beyond_image(ndi.binary_fill_holes(np.pad(wide, 1)), box, smoothed.shape)
             deep = ndi.distance_transform_edt(wide)[1:-1, 1:-1] > depth_px
             extra, _ = ndi.label(deep & ~keep_b & ~out[box])
             for e, esl in enumerate(ndi.find_objects(extra), start=1):
@@ -485,6 +487,25 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
     # detection scale rounds off (after the nucleus search: its noise would break
     # the rim that encloses a nucleus)
     return out | fine
+
+
+def _beyond_image(padded: np.ndarray, box: tuple[slice, slice], shape: tuple[int, ...]) -> np.ndarray:
+    """``padded`` (the crop ``box`` of an image of ``shape``, padded by one
+    pixel) with its padding set True where it lies beyond the image's edges.
+
+    A soma cut by the image edge goes on beyond it: the pixels of its cut
+    nucleus next to the edge lie deep inside the soma, not at its outline.
+    """
+    out = padded.copy()
+    if box[0].start == 0:
+        out[0, :] = True
+    if box[0].stop == shape[0]:
+        out[-1, :] = True
+    if box[1].start == 0:
+        out[:, 0] = True
+    if box[1].stop == shape[1]:
+        out[:, -1] = True
+    return out
 
 
 def _local_base(smoothed: np.ndarray, lab: np.ndarray, index: int, sl: tuple[slice, slice],
