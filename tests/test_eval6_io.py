@@ -264,3 +264,49 @@ def test_a_failed_reanalysis_leaves_no_stale_pictures(tmp_path):
     # analysed again without QC pictures: no overlay of the earlier parameters is left
     run_batch(discover_inputs([src / "s2.ome.tif"]), out, Config.from_dict({"output": {"qc": False}}))
     assert not (out / "qc" / "s2.png").exists() and (out / "labels" / "s2.ome.tif").is_file()
+
+
+def _two_file_ome(folder: Path, seed: int = 0) -> np.ndarray:
+    """A multi-file OME-TIFF (as Micro-Manager writes one): EGFP planes in a.ome.tif,
+    ChAT planes in b.ome.tif after a large first page. Returns the (C, Z, Y, X) truth."""
+    import uuid
+
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(100, 4000, (2, 4, 32, 40), dtype=np.uint16)
+    ids = [f"urn:uuid:{uuid.UUID(int=int(rng.integers(1 << 62)))}" for _ in range(2)]
+    tiffdata = "".join(
+        f'<TiffData FirstC="{c}" IFD="{c}" PlaneCount="4"><UUID FileName="{n}">{u}</UUID></TiffData>'
+        for c, (n, u) in enumerate(zip(("a.ome.tif", "b.ome.tif"), ids, strict=True)))
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas'
+           '/OME/2016-06" UUID="{uuid}"><Image ID="Image:0" Name="mm"><Pixels ID="Pixels:0" '
+           'DimensionOrder="XYZCT" Type="uint16" SizeX="40" SizeY="32" SizeZ="4" SizeC="2" '
+           'SizeT="1" PhysicalSizeX="0.5" PhysicalSizeY="0.5" PhysicalSizeZ="2">'
+           '<Channel ID="Channel:0:0" Name="EGFP" SamplesPerPixel="1"/>'
+           '<Channel ID="Channel:0:1" Name="ChAT" SamplesPerPixel="1"/>' + tiffdata +
+           "</Pixels></Image></OME>")
+    with tifffile.TiffWriter(folder / "a.ome.tif") as tw:
+        for z, plane in enumerate(truth[0]):
+            tw.write(plane, description=xml.replace("{uuid}", ids[0]) if z == 0 else None,
+                     metadata=None, contiguous=False)
+    with tifffile.TiffWriter(folder / "b.ome.tif") as tw:
+        tw.write(np.zeros((300, 300), np.uint16), description=xml.replace("{uuid}", ids[1]),
+                 metadata=None, contiguous=False)
+        for plane in truth[1]:
+            tw.write(plane, metadata=None, contiguous=False)
+    return truth
+
+
+def test_multi_file_ome_tiff(tmp_path):
+    src = tmp_path / "mm"
+    src.mkdir()
+    truth = _two_file_ome(src)
+    # b.ome.tif is larger than a.ome.tif: its planes were checked against a's size
+    s = load(src / "a.ome.tif")  # was LoadError 'the file is truncated'
+    assert s.channel_names == ("EGFP", "ChAT") and s.pixel_size_um == pytest.approx((2.0, 0.5, 0.5))
+    np.testing.assert_array_equal(s.data, truth)
+    # a folder run analyses the dataset once, from its first file (was twice)
+    assert [i.image for i in discover_inputs([src])] == ["a.ome.tif"]
+    # without its second file the dataset is refused (was: the ChAT planes read as zeros)
+    (src / "b.ome.tif").rename(tmp_path / "elsewhere.tif")
+    with pytest.raises(LoadError, match=r"4 of the 8 planes .* missing \(b\.ome\.tif\)"):
+        load(src / "a.ome.tif")

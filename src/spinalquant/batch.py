@@ -113,6 +113,7 @@ def discover_inputs(inputs: Sequence[str | Path]) -> list[InputImage]:
                     continue  # inside a results folder
                 if f.is_file() and is_supported(f):
                     items.append((f, rel.as_posix()))
+            items = _without_later_ome_parts(items)
         for f, name in items:
             key = f.resolve()
             if key not in seen:
@@ -161,6 +162,23 @@ def unread_images(inputs: Sequence[str | Path]) -> dict[str, int]:
             if ext in UNREAD_IMAGE_EXTENSIONS and (f.is_file() or ext == ".zarr"):
                 counts[ext] = counts.get(ext, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def _without_later_ome_parts(items: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """Drop the later files of multi-file OME-TIFF datasets whose first file is listed.
+
+    Opening any file of such a dataset (Micro-Manager, Bio-Formats) reads all of it,
+    so each later file would be analysed again as a copy of the first.
+    """
+    from .io._load import ome_dataset_first_file
+
+    listed = {f.resolve() for f, _ in items}
+    keep = []
+    for f, name in items:
+        first = ome_dataset_first_file(f) if name.lower().endswith((".ome.tif", ".ome.tiff")) else None
+        if first is None or first.resolve() not in listed:
+            keep.append((f, name))
+    return keep
 
 
 def _is_results_folder(folder: Path) -> bool:

@@ -326,21 +326,99 @@ def _check_complete(tif: tifffile.TiffFile, series: Any, path: Path) -> None:
             f"{path}: the {declared} metadata does not match the image data in the "
             "file (the file is probably truncated or corrupt); export it again"
         )
+    pages = list(series.pages)
+    if tif.is_ome and any(page is None for page in pages):
+        missing = [f for f in _ome_file_names(tif.ome_metadata) if not (path.parent / f).is_file()]
+        raise LoadError(
+            f"{path}: {sum(page is None for page in pages)} of the {len(pages)} planes of this "
+            "multi-file OME-TIFF lie in files that are missing"
+            + (f" ({', '.join(missing)})" if missing else "")
+            + "; copy all the files of the dataset into the same folder"
+        )
+    own = [page for page in pages if page is not None and page.parent is tif]
     offset = getattr(series, "dataoffset", None)
-    if offset is not None and offset + series.nbytes > size:
+    if offset is not None and len(own) == len(pages) and offset + series.nbytes > size:
         raise LoadError(
             f"{path}: the file is truncated ({size} bytes, the pixel data needs "
             f"{offset + series.nbytes}); copy or export it again"
         )
-    for page in series.pages:
+    for page in pages:
         if page is None or not hasattr(page, "dataoffsets"):
             continue
+        # a multi-file OME-TIFF's planes may lie in the other files of the dataset
+        fh = page.parent.filehandle
+        where, end = (path, size) if page.parent is tif else (Path(fh.path), fh.size)
         ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
-        if ends and max(ends) > size:
+        if ends and max(ends) > end:
             raise LoadError(
-                f"{path}: the file is truncated (pixel data of a plane lies beyond its "
-                f"end at {size} bytes); copy or export it again"
+                f"{where}: the file is truncated (pixel data of a plane lies beyond its "
+                f"end at {end} bytes); copy or export it again"
             )
+
+
+def _ome_file_names(xml: str | None) -> list[str]:
+    """The files a multi-file OME-TIFF's ``TiffData/UUID`` elements name, in order."""
+    if not xml:
+        return []
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return []
+    names: list[str] = []
+    for el in root.iter():
+        name = el.get("FileName") if el.tag.rsplit("}", 1)[-1] == "UUID" else None
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def ome_dataset_first_file(path: str | os.PathLike[str]) -> Path | None:
+    """The first file of the multi-file OME-TIFF dataset that ``path`` is a later part of.
+
+    Micro-Manager and Bio-Formats split large acquisitions over several
+    ``.ome.tif`` files; opening any of them reads the whole dataset. Returns the
+    dataset's first file when it exists beside ``path`` and is another file,
+    else None (a single-file image, a first file, or not an OME-TIFF).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib, tifffile
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "one.ome.tif"
+    >>> tifffile.imwrite(f, np.zeros((8, 8), np.uint8), ome=True)
+    >>> ome_dataset_first_file(f) is None
+    True
+    """
+    p = Path(path)
+    try:
+        with tifffile.TiffFile(p) as tif:
+            xml = tif.pages.first.description if tif.pages else ""
+    except (OSError, ValueError, tifffile.TiffFileError):
+        return None
+    if "<OME" not in (xml or "")[:4096]:
+        return None
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    for el in root.iter():
+        if el.tag.rsplit("}", 1)[-1] == "BinaryOnly":  # the metadata lie in another file
+            master = p.parent / (el.get("MetadataFile") or "")
+            if master.is_file() and master.name.lower().endswith((".tif", ".tiff")) and master != p:
+                return master
+            names = _ome_file_names(_read_text(master)) if master.is_file() else []
+            break
+    else:
+        names = _ome_file_names(xml)
+    if len(names) > 1 and names[0] != p.name and (p.parent / names[0]).is_file():
+        return p.parent / names[0]
+    return None
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 def _series_note(tif: tifffile.TiffFile, index: int, path: Path) -> str | None:
