@@ -310,3 +310,39 @@ def test_multi_file_ome_tiff(tmp_path):
     (src / "b.ome.tif").rename(tmp_path / "elsewhere.tif")
     with pytest.raises(LoadError, match=r"4 of the 8 planes .* missing \(b\.ome\.tif\)"):
         load(src / "a.ome.tif")
+
+
+def test_colour_czi_is_rgb_in_rgb_order(tmp_path):
+    pyczi = pytest.importorskip("pylibCZIrw.czi", reason="pylibCZIrw writes the test CZI")
+    from spinalquant.pipeline import detect_section
+
+    rgb = np.random.default_rng(6).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    rgb[10:20, 10:30] = (200, 60, 20)
+    f = tmp_path / "he.czi"
+    with pyczi.create_czi(str(f), exist_ok=True) as w:  # Bgr24: samples stored B, G, R
+        w.write(data=np.ascontiguousarray(rgb[..., ::-1]), plane={"C": 0, "Z": 0, "T": 0})
+        w.write_metadata(document_name="he", scale_x=0.5e-6, scale_y=0.5e-6)
+    s = load(f)
+    # was ('C0', 'C1', 'C2'), rgb False, and every channel the blue sample (bioio-czi's
+    # lazy colour read), so an H&E CZI could not be told from a fluorescence image
+    assert s.rgb and s.channel_names == ("R", "G", "B")
+    np.testing.assert_array_equal(s.data[:, 0], np.moveaxis(rgb, -1, 0))
+    assert s.pixel_size_um[1:] == pytest.approx((0.5, 0.5))
+    assert detect_section(s) == "muscle"
+
+
+def test_czi_scenes_missing_from_its_metadata_are_noted(tmp_path):
+    pyczi = pytest.importorskip("pylibCZIrw.czi", reason="pylibCZIrw writes the test CZI")
+    rng = np.random.default_rng(7)
+    f = tmp_path / "three_scenes.czi"
+    with pyczi.create_czi(str(f), exist_ok=True) as w:
+        for scene in range(3):
+            for c in range(2):
+                w.write(data=rng.integers(0, 4000, (48, 64), dtype=np.uint16),
+                        plane={"C": c, "Z": 0, "T": 0}, scene=scene, location=(scene * 1000, 0))
+        w.write_metadata(document_name="s", channel_names={0: "EGFP", 1: "ChAT"},
+                         scale_x=0.3e-6, scale_y=0.3e-6)
+    s = load(f)
+    assert s.shape == (2, 1, 48, 64) and s.channel_names == ("EGFP", "ChAT")
+    # bioio-czi lists one scene (the metadata name none of them): said, not silent (was: no note)
+    assert any("image data of 3 scenes" in n for n in s.metadata["notes"])

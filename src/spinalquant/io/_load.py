@@ -595,6 +595,17 @@ def _czi_vendor_sizes(metadata: Any) -> dict[str, float]:
     return out
 
 
+def _czi_subblock_scenes(path: Path) -> int:
+    """Scenes with image data in a CZI's subblock directory (0 if unknown)."""
+    try:
+        from pylibCZIrw import czi as pyczi
+
+        with pyczi.open_czi(str(path)) as f:
+            return len(f.scenes_bounding_rectangle)
+    except Exception:  # a failed cross-check must not block loading
+        return 0
+
+
 def _nd2_calibrated(path: Path) -> tuple[bool, bool] | None:
     """(xy calibrated, z calibrated) from the ND2 metadata, or None if unknown."""
     try:
@@ -632,6 +643,14 @@ def _read_bioio(path: Path, ext: str, threshold: int, scene: int = 0) -> dict[st
             "scene_index": index,
             "notes": [],
         }
+        if ext == ".czi":
+            n_blocks = _czi_subblock_scenes(path)
+            if n_blocks > max(len(scenes), 1):
+                meta["notes"].append(
+                    f"the CZI holds image data of {n_blocks} scenes but its metadata lists "
+                    f"{len(scenes)}: only {str(scenes[index]) if scenes else 'one'!r} was read; "
+                    "export each scene as its own file in ZEN"
+                )
         if len(scenes) > 1 and scene == 0:
             meta["notes"].append(
                 f"{len(scenes)} scenes in the file: only scene 0 {str(scenes[0])!r} was read, "
@@ -647,6 +666,17 @@ def _read_bioio(path: Path, ext: str, threshold: int, scene: int = 0) -> dict[st
         else:
             data = reader.dask_data
             axes = order
+        if ext == ".czi" and "S" in axes and data.shape[axes.index("S")] > 1:
+            # bioio-czi's lazy colour data repeats the first (blue) sample in every
+            # sample; its eager read is right
+            nbytes = math.prod(data.shape) * data.dtype.itemsize
+            if nbytes > threshold:
+                raise LoadError(
+                    f"{path}: a colour CZI of {nbytes / 2**30:.1f} GiB is larger than the "
+                    "memory budget, and colour CZIs can only be read whole; export it as "
+                    "OME-TIFF or raise [image] memory_budget_mb"
+                )
+            data = reader.mosaic_data if "mosaic" in meta else reader.data
         names = [str(n) for n in reader.channel_names] if reader.channel_names else None
         pps = reader.physical_pixel_sizes
         raw_meta = reader.metadata
@@ -693,7 +723,30 @@ def _read_bioio(path: Path, ext: str, threshold: int, scene: int = 0) -> dict[st
 
     if ext == ".lif":
         data, axes = _lif_pixels(path, data, axes, dims, meta, index)
-    return {"data": data, "axes": axes, "names": names, "ps": ps, "meta": meta, "rgb": False}
+    data, rgb = _colour_samples(data, axes, ext, meta)
+    return {"data": data, "axes": axes, "names": names, "ps": ps, "meta": meta, "rgb": rgb}
+
+
+def _colour_samples(data: Any, axes: str, ext: str, meta: dict[str, Any]) -> tuple[Any, bool]:
+    """A colour (brightfield) image's samples in R, G, B order, and whether it is one.
+
+    CZI stores colour pixels as B, G, R (pixel types Bgr24/Bgr48, Bgra32) and the
+    readers return them so; ND2 and LIF give R, G, B. An alpha sample is dropped.
+    """
+    if "S" not in axes:
+        return data, False
+    ax = axes.index("S")
+    n = int(data.shape[ax])
+    if n not in (3, 4):
+        return data, False
+    order = [2, 1, 0] if ext == ".czi" else [0, 1, 2]
+    if ext == ".czi":
+        meta["notes"].append("colour image: the CZI's B, G, R samples were put in R, G, B order")
+    if n == 4:
+        meta["notes"].append("alpha sample of the colour image dropped")
+    index: list[Any] = [slice(None)] * data.ndim
+    index[ax] = order
+    return data[tuple(index)], True
 
 
 def _lif_pixels(path: Path, data: Any, axes: str, dims: Any, meta: dict[str, Any],
