@@ -346,3 +346,20 @@ def test_czi_scenes_missing_from_its_metadata_are_noted(tmp_path):
     assert s.shape == (2, 1, 48, 64) and s.channel_names == ("EGFP", "ChAT")
     # bioio-czi lists one scene (the metadata name none of them): said, not silent (was: no note)
     assert any("image data of 3 scenes" in n for n in s.metadata["notes"])
+
+
+def test_multi_file_ome_rerun_sees_a_change_in_any_file(tmp_path):
+    src = tmp_path / "mm"
+    src.mkdir()
+    _two_file_ome(src)
+    out = tmp_path / "out"
+    run_batch(discover_inputs([src]), out)
+    assert {o.status for o in run_batch(discover_inputs([src]), out).outcomes} == {"skipped"}
+    data = tifffile.imread(src / "b.ome.tif", key=1)
+    with tifffile.TiffFile(src / "b.ome.tif") as tif:
+        offset = tif.pages[1].dataoffsets[0]
+    raw = bytearray((src / "b.ome.tif").read_bytes())
+    raw[offset:offset + data.nbytes] = (data + 1).tobytes()  # only the second file changes
+    (src / "b.ome.tif").write_bytes(bytes(raw))
+    rep = run_batch(discover_inputs([src]), out)
+    assert [o.status for o in rep.outcomes] == ["ok"]  # was 'skipped': only a.ome.tif was hashed

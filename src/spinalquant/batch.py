@@ -240,6 +240,23 @@ def file_hash(path: Path, *, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def input_hash(path: Path) -> str:
+    """:func:`file_hash` of an image; of all its files for a multi-file OME-TIFF.
+
+    A re-run then redoes a Micro-Manager-style dataset when any of its files
+    changed, not only the first one (a single file's hash is unchanged).
+    """
+    from .io._load import ome_dataset_files
+
+    files = ome_dataset_files(path) if path.name.lower().endswith((".ome.tif", ".ome.tiff")) else []
+    if len(files) <= 1:
+        return file_hash(path)
+    h = hashlib.sha256()
+    for f in files:
+        h.update(file_hash(f).encode())
+    return h.hexdigest()
+
+
 def params_hash(config: Config) -> str:
     """A short hash of every resolved parameter plus the package version."""
     blob = json.dumps({"v": __version__, "cfg": config.to_dict()}, sort_keys=True, default=str)
@@ -301,7 +318,7 @@ def process_image(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     try:
-        digest = file_hash(item.path)
+        digest = input_hash(item.path)
     except OSError as exc:
         return _fail(item, out, config, "", f"cannot read the file: {exc.strerror or exc}", timings)
     timings["hash_s"] = time.perf_counter() - t0

@@ -414,6 +414,31 @@ def ome_dataset_first_file(path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
+def ome_dataset_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files of the multi-file OME-TIFF dataset whose first file is ``path``.
+
+    ``[path]`` for a single-file image (or when the metadata cannot be read);
+    files named by the metadata but absent are left out.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib, tifffile
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "one.ome.tif"
+    >>> tifffile.imwrite(f, np.zeros((8, 8), np.uint8), ome=True)
+    >>> [p.name for p in ome_dataset_files(f)]
+    ['one.ome.tif']
+    """
+    p = Path(path)
+    try:
+        with tifffile.TiffFile(p) as tif:
+            xml = tif.pages.first.description if tif.pages else ""
+    except (OSError, ValueError, tifffile.TiffFileError):
+        return [p]
+    others = [p.parent / n for n in _ome_file_names(xml if "<OME" in (xml or "")[:4096] else None)
+              if n != p.name]
+    return [p, *(f for f in others if f.is_file())]
+
+
 def _read_text(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8", errors="replace")
