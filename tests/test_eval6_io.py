@@ -363,3 +363,16 @@ def test_multi_file_ome_rerun_sees_a_change_in_any_file(tmp_path):
     (src / "b.ome.tif").write_bytes(bytes(raw))
     rep = run_batch(discover_inputs([src]), out)
     assert [o.status for o in rep.outcomes] == ["ok"]  # was 'skipped': only a.ome.tif was hashed
+
+
+def test_a_thumbnail_series_is_not_another_image(tmp_path):
+    f = tmp_path / "with_thumb.ome.tif"
+    big = _blobs(2, px=0.5, seed=8)
+    with tifffile.TiffWriter(f, ome=True) as tw:
+        tw.write(big, photometric="minisblack",
+                 metadata={"axes": "CZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5,
+                           "Channel": {"Name": ["EGFP", "ChAT"]}})
+        tw.write(big[:, :, ::4, ::4], photometric="minisblack", metadata={"axes": "CZYX"})
+    s = load(f)
+    assert s.metadata["n_series"] == 2 and s.shape == (2, 2, 96, 96)
+    assert not any("images in the file" in n for n in s.metadata["notes"])

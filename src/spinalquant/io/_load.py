@@ -447,9 +447,25 @@ def _read_text(path: Path) -> str | None:
 
 
 def _series_note(tif: tifffile.TiffFile, index: int, path: Path) -> str | None:
-    """The note for a TIFF holding more than one image series, or None."""
+    """The note for a TIFF holding more than one image series, or None.
+
+    Series at most half as large in Y and X as the one read (a thumbnail, or a
+    resolution level stored as its own image by older pyramid writers) are not
+    other images.
+    """
     n = len(tif.series)
     if n <= 1:
+        return None
+    ref = tif.series[index]
+    ry, rx = (int(v) for v in ref.shape[-2:]) if "S" not in ref.axes[-1:] else ref.shape[-3:-1]
+    others = 0
+    for i, s in enumerate(tif.series):
+        if i == index:
+            continue
+        yx = s.shape[-3:-1] if s.axes.endswith("S") else s.shape[-2:]
+        if not (2 * int(yx[0]) <= ry and 2 * int(yx[1]) <= rx):
+            others += 1
+    if not others:
         return None
     names = [getattr(s, "name", "") or "" for s in tif.series]
     what = "images" if tif.is_ome else "image series"
