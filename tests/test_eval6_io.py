@@ -376,3 +376,22 @@ def test_a_thumbnail_series_is_not_another_image(tmp_path):
     s = load(f)
     assert s.metadata["n_series"] == 2 and s.shape == (2, 2, 96, 96)
     assert not any("images in the file" in n for n in s.metadata["notes"])
+
+
+def test_files_spinalquant_did_not_write_are_not_overwritten(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    _ome(src / "s1.ome.tif", ["EGFP", "ChAT"])
+    mine = tmp_path / "my_analysis"
+    (mine / "qc").mkdir(parents=True)
+    (mine / "summary.csv").write_text("animal,count\nm1,12\n", encoding="utf-8")
+    (mine / "qc" / "s1.png").write_bytes(b"my own picture")
+    code = main(["run", str(src), "--out", str(mine), "--workers", "1", "--quiet"])
+    assert code == 2  # was 0, and both files were replaced
+    assert "already holds summary.csv, qc" in capsys.readouterr().err
+    assert (mine / "summary.csv").read_text(encoding="utf-8") == "animal,count\nm1,12\n"
+    assert (mine / "qc" / "s1.png").read_bytes() == b"my own picture"
+    # a results folder of spinalquant's own is re-used as before
+    out = tmp_path / "out"
+    assert main(["run", str(src), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert main(["run", str(src), "--out", str(out), "--workers", "1", "--quiet"]) == 0

@@ -695,7 +695,21 @@ class RunReport:
 
 
 def check_output_dir(out_dir: Path) -> None:
-    """Create the output folder and prove it is writable (clear error if not)."""
+    """Create the output folder and prove it is writable (clear error if not).
+
+    A folder that spinalquant did not write (no ``run.json`` nor ``.parts``) but
+    that already holds a ``summary.csv``, ``objects/``, ``labels/``, ``qc/`` or
+    ``report.html`` is refused: the run would overwrite someone's files.
+    """
+    if out_dir.is_dir() and not _is_results_folder(out_dir):
+        clash = [n for n in ("summary.csv", "objects", "labels", "qc", "report.html")
+                 if (out_dir / n).exists()]
+        if clash:
+            raise SpinalquantError(
+                f"the output folder {out_dir} already holds {', '.join(clash)} that "
+                "spinalquant did not write, and the run would overwrite them; choose "
+                "another --out folder"
+            )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / ".parts").mkdir(exist_ok=True)  # marks a results folder from the start
