@@ -184,3 +184,31 @@ def test_dark_pocket_between_a_soma_and_the_image_edge_stays_out(ps):
     own = np.bincount(lab[body].ravel()).argmax()
     pocket = (xx < 0.5) & (np.abs(yy - 60) < 8)
     assert own > 0 and not np.any(lab[pocket] == own)
+
+
+@pytest.mark.parametrize(("ps", "dim"), [(0.35, 0.35), (0.7, 0.5), (0.5, 0.7)])
+def test_dim_soma_joined_to_a_bright_one_by_a_dendrite_is_cut_at_its_own_level(ps, dim):
+    # an ALS-like dim motor neuron reached by a ChAT+ dendrite of a bright one:
+    # before, both were one object cut at the bright soma's half-maximum and the
+    # dim soma (35-50 % as bright) was lost altogether; unjoined it was found
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(round(dim * 10))
+    n = round(160 / ps)
+    yy, xx = np.mgrid[:n, :n] * ps
+    sig = np.zeros((n, n))
+    bright = np.hypot(yy - 80, xx - 40) < 15
+    faint = np.hypot(yy - 80, xx - 115) < 14
+    sig[bright] = 1.0
+    sig[(np.abs(yy - 80) < 1.5) & (xx > 40) & (xx < 115)] = 0.6
+    sig[faint] = dim
+    sig[np.hypot(yy - 80, xx - 40) < 5] = 0.3
+    sig[np.hypot(yy - 80, xx - 115) < 5] = 0.3 * dim
+    img = rng.poisson(30 + 300 * ndi.gaussian_filter(sig, 0.4 / ps)).astype(np.uint16)
+    lab = segment_motor_neurons(img, pixel_size_um=ps)
+    assert lab.max() == 2
+    for body in (bright, faint):
+        own = np.bincount(lab[body].ravel()).argmax()
+        assert own > 0
+        assert np.count_nonzero(lab[body] == own) >= 0.97 * body.sum()
+        assert (lab == own).sum() <= 1.12 * body.sum()  # the dendrite is not the soma

@@ -17,7 +17,13 @@ Method (every scale in µm, converted with the pixel size):
    neuropil when somata are a fair part of the image; the noise floor takes
    over when they are few or the image is noisy.
    Each object is then cut at half way between its local surround and its own
-   brightness: the surround is the median of a ring 2-5 µm outside the cut
+   brightness. An object holding several somata (touching, or joined by
+   ChAT+ dendrites and neuropil above the low threshold) is first divided
+   among them: each hill of the image smoothed at a quarter soma diameter
+   whose top lies more than 3 µm inside the object (not on a dendrite) is a
+   soma, and each soma gets its own brightness (from its pixels that deep)
+   and surround; otherwise a dim soma joined to a bright one would be cut at
+   the bright one's half-maximum and lost. The surround is the median of a ring 2-5 µm outside the cut
    (at least the image median), re-measured after each cut until it stops
    rising, so a soma on a background swelling is cut at its own edge, not
    where the swelling fades. The cut is applied at ``smooth_um`` and, added to that, on the image smoothed at the finer
@@ -32,6 +38,8 @@ Method (every scale in µm, converted with the pixel size):
    leaves the nucleus open, a bay; it is found as the part of the soma cut at
    the lower ``nucleus_level`` (nucleus still above it, neuropil below) that
    lies more than two smoothing widths inside that outline, and is filled too.
+   The image edge is no outline there: the nucleus of a soma cut by the image
+   edge is filled like one behind a thin rim.
 4. **Dendrites.** An opening with a disk of diameter ``dendrite_width_um``
    removes dendrites and axons thinner than that. Wider processes are judged
    by their shape after splitting (step 5): each soma's body is its opening by
@@ -72,7 +80,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
-from skimage import filters, graph, measure, morphology, segmentation, transform
+from skimage import feature, filters, graph, measure, morphology, segmentation, transform
 
 from .. import _validate as check
 from ..measure.synapses import outline_length_um
@@ -105,6 +113,9 @@ _EDGE_RING_UM = (1.0, 3.0)
 # ring (µm outside the cut: beyond the blur of the soma's own edge)
 _LOCAL_ROUNDS = 6
 _LOCAL_RING_UM = (2.0, 5.0)
+# a soma's brightness (the top of its half-maximum cut) is read from the
+# pixels deeper than this inside its object, µm: half the widest dendrite base
+_BODY_DEPTH_UM = 3.0
 _COLUMNS = ("label", "y_um", "x_um", "area_um2", "perimeter_um", "equivalent_diameter_um")
 
 
@@ -405,7 +416,8 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
                    nucleus_level: float = 0.0, depth_px: float = 1.0,
                    max_hole_px: int = 0, floors: tuple[float, ...] = (),
                    edge: np.ndarray | None = None,
-                   ring_px: tuple[float, float] | None = None) -> np.ndarray:
+                   ring_px: tuple[float, float] | None = None,
+                   somata: dict | None = None) -> np.ndarray:
     """Objects found by hysteresis (low, high), each cut at half its own brightness.
 
     A dim soma and a bright one then both get their outline at the half-maximum
@@ -438,6 +450,7 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
     """
     cand = filters.apply_hysteresis_threshold(smoothed, low, high)
     lab, _n = ndi.label(cand)
+    scratch = None
     out = np.zeros(smoothed.shape, bool)
     fine = np.zeros(smoothed.shape, bool)
     eight = np.ones((3, 3), bool)
@@ -450,7 +463,27 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
         loc = base
         if ring_px is not None:
             loc = _local_base(smoothed, lab, index, sl, level, low, base, ring_px)
-        cut = max(low, loc + 0.5 * (level - loc))
+        # several somata joined (by dendrites, neuropil or touching): each gets
+        # its own level and surround, so a dim soma is not cut at the half-maximum
+        # of a brighter one
+        parts = None if somata is None else _somata_of(smoothed[sl], own, **somata)
+        if parts is not None:
+            if scratch is None:
+                scratch = np.zeros(lab.shape, np.int32)
+            level_map = np.full(own.shape, level, np.float32)
+            loc_map = np.full(own.shape, loc, np.float32)
+            for p in range(1, int(parts.max()) + 1):
+                part = parts == p
+                lv = _part_level(smoothed[sl], part, own, somata["depth_px"])
+                lc = base
+                if ring_px is not None:
+                    scratch[sl][part] = 1
+                    lc = _local_base(smoothed, scratch, 1, sl, lv, low, base, ring_px)
+                    scratch[sl][part] = 0
+                level_map[part] = lv
+                loc_map[part] = lc
+            level, loc = level_map, loc_map
+        cut = np.maximum(low, loc + 0.5 * (level - loc))
         keep = own & (smoothed[sl] > cut)
         out[sl] |= keep
         if edge is not None:
@@ -461,11 +494,19 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
         m = int(np.ceil(depth_px)) + 2
         box = grow_box(sl, (m, m), smoothed.shape)
         inner = tuple(slice(a.start - b.start, a.stop - b.start) for a, b in zip(sl, box, strict=True))
+        if parts is not None:
+            # the parts' levels over the grown box (the nearest part's beyond the object)
+            near = ndi.distance_transform_edt(parts == 0, return_distances=False, return_indices=True)
+            grid = np.pad(level_map[near[0], near[1]], [(a.start - b.start, b.stop - a.stop)
+                                                        for a, b in zip(sl, box, strict=True)], mode="edge")
+            lgrid = np.pad(loc_map[near[0], near[1]], [(a.start - b.start, b.stop - a.stop)
+                                                       for a, b in zip(sl, box, strict=True)], mode="edge")
+            level, loc = grid, lgrid
         keep_b = np.zeros(smoothed[box].shape, bool)
         keep_b[inner] = keep
         pieces, _ = ndi.label(keep_b)
         for fl in floors or (base,):
-            nuc_cut = max(loc + nucleus_level * (level - loc), fl)
+            nuc_cut = np.maximum(loc + nucleus_level * (level - loc), fl)
             wide_lab, _ = ndi.label(smoothed[box] > nuc_cut)
             wide = np.isin(wide_lab, np.unique(wide_lab[keep_b])) & (wide_lab > 0)
             # holes are filled inside the image only (a dark pocket between a soma
@@ -487,6 +528,38 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
     # detection scale rounds off (after the nucleus search: its noise would break
     # the rim that encloses a nucleus)
     return out | fine
+
+
+def _somata_of(values: np.ndarray, own: np.ndarray, *, sigma_px: float, min_sep_px: float,
+               depth_px: float) -> np.ndarray | None:
+    """The somata of one thresholded object: labels 1..k (0 outside ``own``), or None for one.
+
+    A soma is a maximum of ``values`` smoothed at ``sigma_px`` (a quarter of a
+    soma diameter: texture and the dim nucleus merge into one hill) that lies
+    deeper than ``depth_px`` inside ``own`` (not on a dendrite) and at least
+    ``min_sep_px`` from a brighter one; every pixel of ``own`` goes to the soma
+    it climbs to (watershed of the smoothed values).
+    """
+    depth = ndi.distance_transform_edt(np.pad(own, 1))[1:-1, 1:-1]
+    if np.count_nonzero(depth > depth_px) < 2:
+        return None
+    coarse = ndi.gaussian_filter(np.where(own, values, 0.0).astype(np.float32), sigma_px, mode="constant")
+    peaks = feature.peak_local_max(coarse, min_distance=max(round(min_sep_px), 1),
+                                   labels=own.astype(np.int32), exclude_border=False)
+    peaks = peaks[depth[peaks[:, 0], peaks[:, 1]] > depth_px] if len(peaks) else peaks
+    if len(peaks) < 2:
+        return None
+    markers = np.zeros(own.shape, np.int32)
+    markers[peaks[:, 0], peaks[:, 1]] = np.arange(1, len(peaks) + 1)
+    return segmentation.watershed(-coarse, markers, mask=own)
+
+
+def _part_level(values: np.ndarray, part: np.ndarray, own: np.ndarray, depth_px: float) -> float:
+    """Brightness (90th percentile) of one soma of an object, from its pixels
+    deeper than ``depth_px`` inside the object (not the dendrites it holds)."""
+    depth = ndi.distance_transform_edt(np.pad(own, 1))[1:-1, 1:-1]
+    body = part & (depth > depth_px)
+    return float(np.percentile(values[body] if body.any() else values[part], 90))
 
 
 def _beyond_image(padded: np.ndarray, box: tuple[slice, slice], shape: tuple[int, ...]) -> np.ndarray:
@@ -756,7 +829,10 @@ def segment_motor_neurons(
                           nucleus_level=prm.nucleus_level, depth_px=prm.smooth_um * 2.0 / ps,
                           max_hole_px=round(prm.max_hole_area_um2 / ps**2),
                           floors=(floor, med + 0.5 * (floor - med)), edge=edge,
-                          ring_px=(_LOCAL_RING_UM[0] / ps, _LOCAL_RING_UM[1] / ps))
+                          ring_px=(_LOCAL_RING_UM[0] / ps, _LOCAL_RING_UM[1] / ps),
+                          somata={"sigma_px": 0.25 * prm.soma_diameter_um / ps,
+                                  "min_sep_px": (prm.min_separation_um or 0.5 * prm.soma_diameter_um) / ps,
+                                  "depth_px": _BODY_DEPTH_UM / ps})
 
     # the candidates are sparse: every further step runs on the bounding box of
     # each group of candidates that the closing could join
