@@ -306,6 +306,8 @@ def test_multi_file_ome_tiff(tmp_path):
     np.testing.assert_array_equal(s.data, truth)
     # a folder run analyses the dataset once, from its first file (was twice)
     assert [i.image for i in discover_inputs([src])] == ["a.ome.tif"]
+    assert [i.image for i in discover_inputs([src / "b.ome.tif", src / "a.ome.tif"])] == ["a.ome.tif"]
+    assert [i.image for i in discover_inputs([src / "b.ome.tif"])] == ["b.ome.tif"]  # asked for
     # without its second file the dataset is refused (was: the ChAT planes read as zeros)
     (src / "b.ome.tif").rename(tmp_path / "elsewhere.tif")
     with pytest.raises(LoadError, match=r"4 of the 8 planes .* missing \(b\.ome\.tif\)"):

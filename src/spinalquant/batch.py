@@ -113,12 +113,13 @@ def discover_inputs(inputs: Sequence[str | Path]) -> list[InputImage]:
                     continue  # inside a results folder
                 if f.is_file() and is_supported(f):
                     items.append((f, rel.as_posix()))
-            items = _without_later_ome_parts(items)
         for f, name in items:
             key = f.resolve()
             if key not in seen:
                 seen.add(key)
                 found.append(InputImage(f, name))
+    kept = {f for f, _ in _without_later_ome_parts([(i.path, i.image) for i in found])}
+    found = [i for i in found if i.path in kept]
     check_unique_names(found)
     return found
 
