@@ -415,9 +415,11 @@ def _analyze_cord(
         table = object_table(lab, pixel_size_um=px)
         if "gfap" in planes:
             say("GFAP call per GFP+ cell")
-            pos = gfap_positivity(
-                lab, planes["gfap"], gfp=planes["gfp"], pixel_size_um=px, params=cfg.gfap_positivity
-            )
+            f, g = planes["gfap"], planes["gfp"]
+            if stack.is_3d and cfg.image.projection == "max" and cfg.gfap_positivity.cell_planes:
+                # each cell read in its own optical sections (gfap_positivity, step 0)
+                f, g = (np.asarray(stack.channel(cfg.marker(m), cfg.aliases)) for m in ("gfap", "gfp"))
+            pos = gfap_positivity(lab, f, gfp=g, pixel_size_um=px, params=cfg.gfap_positivity)
             table = table.merge(pos, on="label", how="left")
             table["gfap_positive"] = table["gfap_positive"].astype("boolean")
         else:

@@ -70,6 +70,7 @@ __all__ = [
     "detection_threshold",
     "estimate_bleed_through",
     "gfap_positivity",
+    "own_planes",
     "segment_gfp_cells",
     "segment_gfp_cells_3d",
     "threshold_sample_stride",
@@ -198,6 +199,12 @@ class GfapPositivityParams:
         GFP→GFAP bleed-through (GFAP counts per GFP count). None estimates it
         from the image's GFAP-negative cells (:func:`estimate_bleed_through`,
         which uses ``k_noise`` too); 0 disables the correction.
+    cell_planes : bool
+        Given z-stacks, read each cell in its own optical sections (True) or
+        in the max projection of the whole stack (False).
+    plane_fraction : float
+        A cell's own planes are those where its GFP excess over its ring
+        reaches this share of its peak (:func:`own_planes`).
     """
 
     ring_gap_um: float = 1.0
@@ -205,6 +212,8 @@ class GfapPositivityParams:
     k_noise: float = 1.0
     min_ratio: float = 1.05
     bleed_coefficient: float | None = None
+    cell_planes: bool = True
+    plane_fraction: float = 0.7
 
     def __post_init__(self) -> None:
         if not self.ring_width_um > 0:
@@ -213,6 +222,8 @@ class GfapPositivityParams:
             raise ConfigError(f"[gfap_positivity] ring_gap_um must be ≥ 0; got {self.ring_gap_um}")
         if not self.k_noise >= 0:
             raise ConfigError(f"[gfap_positivity] k_noise must be ≥ 0; got {self.k_noise}")
+        if not 0 < self.plane_fraction <= 1:
+            raise ConfigError(f"[gfap_positivity] plane_fraction must be in (0, 1]; got {self.plane_fraction}")
         if self.bleed_coefficient is not None and self.bleed_coefficient < 0:
             raise ConfigError(
                 f"[gfap_positivity] bleed_coefficient must be ≥ 0 or unset; got {self.bleed_coefficient}"
@@ -553,30 +564,132 @@ def _sample_median(img: np.ndarray) -> float:
 def _group_stats(img: np.ndarray, members, rings, n: int, *, inside_median: bool = False) -> tuple:
     """Per object: (mean or median inside, ring median, ring robust σ, ring pixel count)."""
     flat = np.asarray(img).ravel()
-    idx, own = members
+    return _stats_of(flat[members[0]], flat[rings[0]], members[1], rings[1], n,
+                     inside_median=inside_median)
+
+
+def _stats_of(v_in: np.ndarray, v_ring: np.ndarray, own_in: np.ndarray, own_ring: np.ndarray,
+              n: int, *, inside_median: bool = False) -> tuple:
+    """:func:`_group_stats` from the values of the object and ring pixels."""
     if inside_median:
-        inside = _group_median(flat[idx], own, n)
+        inside = _group_median(v_in, own_in, n)
     else:
-        counts = np.bincount(own, minlength=n)
-        inside = np.bincount(own, weights=flat[idx], minlength=n) / np.maximum(counts, 1)
-    idx, own = rings
-    vals = flat[idx].astype(np.float64)
-    med = _group_median(vals, own, n)
-    mad = _group_median(np.abs(vals - med[own]), own, n) if idx.size else np.full(n, np.nan)
-    return inside, med, _MAD * mad, np.bincount(own, minlength=n)
+        counts = np.bincount(own_in, minlength=n)
+        inside = np.bincount(own_in, weights=v_in, minlength=n) / np.maximum(counts, 1)
+    vals = np.asarray(v_ring, dtype=np.float64)
+    med = _group_median(vals, own_ring, n)
+    mad = _group_median(np.abs(vals - med[own_ring]), own_ring, n) if vals.size else np.full(n, np.nan)
+    return inside, med, _MAD * mad, np.bincount(own_ring, minlength=n)
 
 
-def _local_contrast(img: np.ndarray, members, rings, n: int, *, inside_median: bool = False) -> tuple:
+@dataclass(frozen=True)
+class _Sampled:
+    """One channel read at the objects: their pixels, their rings, and the plane they lie in.
+
+    ``inside`` and ``ring`` are float32 values in the order of the
+    ``members`` / ``rings`` index arrays; ``plane`` is the (Y, X) image the
+    image-wide fallbacks (median, pixel noise) are taken from.
+    """
+
+    inside: np.ndarray
+    ring: np.ndarray
+    plane: np.ndarray
+
+    def minus(self, other: _Sampled, coef: float) -> _Sampled:
+        """``self - coef · other``, value by value (the bleed-through correction)."""
+        c = np.float32(coef)
+        return _Sampled(self.inside - c * other.inside, self.ring - c * other.ring,
+                        self.plane - c * other.plane)
+
+
+def _sample(img, members, rings, planes: np.ndarray | None = None) -> _Sampled:
+    """Read a (Y, X) plane at the objects, or a (Z, Y, X) stack through each object's planes.
+
+    For a stack, every pixel of object *k* (and of its ring) takes the
+    maximum over the planes ``planes[k]`` only: the max projection of the
+    object's own optical sections.
+    """
+    a = np.asarray(img)
+    if a.ndim == 2:
+        flat = a.ravel()
+        return _Sampled(flat[members[0]].astype(np.float32), flat[rings[0]].astype(np.float32),
+                        a.astype(np.float32))
+    flat = a.reshape(a.shape[0], -1)
+    vals = []
+    for idx, own in (members, rings):
+        v = flat[:, idx].astype(np.float32)  # (Z, pixels)
+        vals.append(np.where(planes[own].T, v, -np.inf).max(axis=0) if idx.size else v[0])
+    return _Sampled(vals[0], vals[1], a.max(axis=0).astype(np.float32))
+
+
+def own_planes(gfp, *, labels, pixel_size_um: float, fraction: float = 0.7,
+               ring_gap_um: float = 1.0, ring_width_um: float = 3.0) -> np.ndarray:
+    """The optical sections each GFP+ cell lies in.
+
+    For every cell and plane the GFP excess is the mean inside the cell's
+    outline minus the median of its background ring (as in
+    :func:`gfap_positivity`). A cell's planes are those whose excess is at
+    least ``fraction`` of its largest excess; a cell with no positive excess
+    keeps every plane.
+
+    Parameters
+    ----------
+    gfp : ndarray, shape (Z, Y, X)
+    labels : ndarray of int, shape (Y, X)
+        GFP+ cells, outlined on a projection of ``gfp``.
+    pixel_size_um : float
+    fraction : float
+        Share of the peak excess a plane must reach, in (0, 1].
+    ring_gap_um, ring_width_um : float
+        Geometry of the background ring.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_cells, Z)
+        Row *i* belongs to the *i*-th label in increasing order.
+
+    Examples
+    --------
+    >>> lab = np.zeros((30, 30), np.int32); lab[10:20, 10:20] = 1
+    >>> g = np.zeros((4, 30, 30)); g[1:3, 10:20, 10:20] = 100
+    >>> own_planes(g, labels=lab, pixel_size_um=1.0).astype(int).tolist()
+    [[0, 1, 1, 0]]
+    """
+    a = np.asarray(gfp)
+    labels = np.asarray(labels)
+    if a.ndim != 3 or a.shape[1:] != labels.shape:
+        raise ValueError(f"gfp must be (Z, Y, X) over labels {labels.shape}; got {a.shape}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1]; got {fraction}")
+    px = check.pixel_size(pixel_size_um)
+    ids = _label_ids(labels)
+    members, rings = _members(labels, ids), _rings(
+        labels, ids, gap_px=ring_gap_um / px, width_px=ring_width_um / px)
+    return _own_planes(a, members, rings, ids.size, fraction)
+
+
+def _own_planes(a: np.ndarray, members, rings, n: int, fraction: float) -> np.ndarray:
+    """:func:`own_planes` from precomputed object pixels and rings."""
+    excess = np.empty((n, a.shape[0]))
+    for z, p in enumerate(a):
+        inside, bg, _, n_ring = _group_stats(p, members, rings, n)
+        excess[:, z] = inside - np.where(n_ring > 0, bg, _sample_median(p))
+    peak = excess.max(axis=1, initial=-np.inf)
+    return np.where((peak > 0)[:, None], excess >= fraction * peak[:, None], True)
+
+
+def _local_contrast(s: _Sampled, members, rings, n: int, *, inside_median: bool = False) -> tuple:
     """Per object: (inside, background, noise σ) and the image's pixel noise.
 
     As :func:`_group_stats`; an empty ring's background is the image's median,
     and the noise is the ring's robust σ (the image's pixel noise when the ring
     has fewer than 5 pixels), never below the image's pixel noise.
     """
-    inside, bg, sigma, n_ring = _group_stats(img, members, rings, n, inside_median=inside_median)
+    inside, bg, sigma, n_ring = _stats_of(s.inside, s.ring, members[1], rings[1], n,
+                                          inside_median=inside_median)
     if np.any(n_ring == 0):
-        bg = np.where(n_ring > 0, bg, _sample_median(img))
-    glob = max(pixel_noise(img), 1e-12)
+        bg = np.where(n_ring > 0, bg, _sample_median(s.plane))
+    glob = max(pixel_noise(s.plane), 1e-12)
     return inside, bg, np.maximum(np.where(n_ring >= 5, sigma, glob), glob), glob
 
 
@@ -755,6 +868,30 @@ def segment_gfp_cells_3d(
 
 
 # ---------------------------------------------------------------- GFAP call
+def _channels(gfap, gfp, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``gfap`` and ``gfp`` as arrays: both (Y, X) planes, or both (Z, Y, X) stacks, over ``labels``."""
+    f = np.asarray(gfap)
+    if f.ndim == 3 and gfp is None:
+        raise ValueError("a GFAP z-stack needs the GFP z-stack (gfp=...) to find each cell's planes")
+    if f.ndim == 3:
+        g = np.asarray(gfp)
+        if g.shape != f.shape:
+            raise ValueError(f"gfp {g.shape} and gfap {f.shape} differ in shape")
+        if f.shape[1:] != labels.shape or f.dtype.kind not in "biuf" or g.dtype.kind not in "biuf":
+            raise ValueError(f"gfp_labels {labels.shape} do not match the (Z, Y, X) stacks {f.shape}, "
+                             "or a stack is not numeric")
+        return f, g
+    f = check.plane(f, "gfap", hint=_PLANE_HINT)
+    if labels.shape != f.shape:
+        raise ValueError(f"gfp_labels {labels.shape} and gfap {f.shape} differ in shape")
+    if gfp is None:
+        return f, None
+    g = check.plane(gfp, "gfp", hint=_PLANE_HINT)
+    if g.shape != f.shape:
+        raise ValueError(f"gfp {g.shape} and gfap {f.shape} differ in shape")
+    return f, g
+
+
 def estimate_bleed_through(
     gfp,
     gfap,
@@ -765,6 +902,7 @@ def estimate_bleed_through(
     ring_gap_um: float = 1.0,
     ring_width_um: float = 3.0,
     max_coefficient: float = 0.5,
+    plane_fraction: float = 0.7,
 ) -> float:
     """GFP→GFAP bleed-through coefficient from the GFP+ cells that lack GFAP.
 
@@ -794,7 +932,9 @@ def estimate_bleed_through(
 
     Parameters
     ----------
-    gfp, gfap : ndarray, shape (Y, X)
+    gfp, gfap : ndarray, shape (Y, X) or (Z, Y, X)
+        Planes, or z-stacks: each cell is then read in its own planes
+        (:func:`own_planes`), as :func:`gfap_positivity` does.
     labels : ndarray of int, shape (Y, X)
         GFP+ cells.
     pixel_size_um : float
@@ -805,6 +945,9 @@ def estimate_bleed_through(
         Geometry of the background ring.
     max_coefficient : float
         Upper bound of a plausible bleed-through.
+    plane_fraction : float
+        For z-stacks: the share of its peak GFP excess a plane must reach to
+        be one of the cell's planes.
 
     Returns
     -------
@@ -822,18 +965,21 @@ def estimate_bleed_through(
     0.1
     """
     labels = np.asarray(labels)
+    f, g = _channels(gfap, gfp, labels)
     px = check.pixel_size(pixel_size_um)
     ids = _label_ids(labels)
     if ids.size < 3:
         return 0.0
     rings = _rings(labels, ids, gap_px=ring_gap_um / px, width_px=ring_width_um / px)
-    return _bleed(np.asarray(gfp, dtype=np.float32), np.asarray(gfap, dtype=np.float32),
-                  _members(labels, ids), rings, k_noise=k_noise, max_coefficient=max_coefficient)
+    members = _members(labels, ids)
+    planes = _own_planes(g, members, rings, ids.size, plane_fraction) if g.ndim == 3 else None
+    return _bleed(_sample(g, members, rings, planes), _sample(f, members, rings, planes),
+                  members, rings, k_noise=k_noise, max_coefficient=max_coefficient)
 
 
-def _bleed(g: np.ndarray, f: np.ndarray, members, rings, *, k_noise: float,
+def _bleed(g: _Sampled, f: _Sampled, members, rings, *, k_noise: float,
            max_coefficient: float) -> float:
-    """The estimate of :func:`estimate_bleed_through` from precomputed object pixels and rings."""
+    """The estimate of :func:`estimate_bleed_through` from the channels read at the cells."""
     n = int(members[1].max()) + 1 if members[1].size else 0
     g_in, g_bg, _, g_noise = _local_contrast(g, members, rings, n, inside_median=True)
     f_in, f_bg, sigma, _ = _local_contrast(f, members, rings, n, inside_median=True)
@@ -860,6 +1006,14 @@ def gfap_positivity(
 
     Rule (defaults in :class:`GfapPositivityParams`):
 
+    0. Planes: with (Z, Y, X) stacks each cell is read in its own optical
+       sections, the planes where its GFP excess over its ring reaches
+       ``plane_fraction`` of its peak (:func:`own_planes`): every pixel of
+       the cell and of its ring is the maximum over those planes. A host
+       astrocyte process above or below the cell then neither brightens it
+       nor its ring, as it does in a max projection of the whole stack.
+       With (Y, X) planes, or ``cell_planes=False``, the (projected)
+       images are used as given.
     1. Bleed-through correction: ``GFAP' = GFAP - coef · GFP``, with ``coef``
        from ``params.bleed_coefficient`` or, when unset and ``gfp`` is given,
        :func:`estimate_bleed_through` from the cells themselves.
@@ -879,10 +1033,10 @@ def gfap_positivity(
     ----------
     gfp_labels : ndarray of int, shape (Y, X)
         GFP+ cells (from :func:`segment_gfp_cells`).
-    gfap : ndarray, shape (Y, X)
-        GFAP channel of the same plane.
-    gfp : ndarray, shape (Y, X), optional
-        GFP channel, needed for the bleed-through correction.
+    gfap : ndarray, shape (Y, X) or (Z, Y, X)
+        GFAP channel of the same plane, or its z-stack.
+    gfp : ndarray, shape (Y, X) or (Z, Y, X), optional
+        GFP channel, needed for the bleed-through correction and with stacks.
     pixel_size_um : float
     params : GfapPositivityParams
 
@@ -902,36 +1056,33 @@ def gfap_positivity(
     [True, False]
     """
     labels = np.asarray(gfp_labels)
-    img = check.plane(gfap, "gfap", hint=_PLANE_HINT).astype(np.float32)
-    if labels.shape != img.shape:
-        raise ValueError(f"gfp_labels {labels.shape} and gfap {img.shape} differ in shape")
+    f, g = _channels(gfap, gfp, labels)
+    if f.ndim == 3 and not params.cell_planes:
+        f, g = f.max(axis=0), g.max(axis=0)
     px = check.pixel_size(pixel_size_um)
     cols = ["label", "gfap_inside", "gfap_background", "gfap_noise", "gfap_zscore", "gfap_ratio",
             "gfap_positive", "bleed_coefficient"]
     ids = _label_ids(labels)
-    rings = members = None
-    if ids.size:
-        rings = _rings(labels, ids, gap_px=params.ring_gap_um / px, width_px=params.ring_width_um / px)
-        members = _members(labels, ids)
     coef = params.bleed_coefficient
-    if coef is None:
-        coef = 0.0
-        if gfp is not None and ids.size >= 3:
-            gfp_arr = check.plane(gfp, "gfp", hint=_PLANE_HINT)
-            if gfp_arr.shape != img.shape:
-                raise ValueError(f"gfp {gfp_arr.shape} and gfap {img.shape} differ in shape")
-            coef = _bleed(gfp_arr.astype(np.float32), img, members, rings,
-                          k_noise=params.k_noise, max_coefficient=0.5)
-    if coef > 0:
-        if gfp is None:
-            raise ValueError("a bleed-through coefficient needs the gfp image (gfp=...)")
-        img = img - np.float32(coef) * np.asarray(gfp, dtype=np.float32)
+    if coef is not None and coef > 0 and g is None:
+        raise ValueError("a bleed-through coefficient needs the gfp image (gfp=...)")
     if ids.size == 0:
         return pd.DataFrame(
             {c: pd.Series(dtype="int64" if c == "label" else ("bool" if c == "gfap_positive" else "float64"))
              for c in cols}
         )
-    inside, bg, noise, _ = _local_contrast(img, members, rings, ids.size)
+    rings = _rings(labels, ids, gap_px=params.ring_gap_um / px, width_px=params.ring_width_um / px)
+    members = _members(labels, ids)
+    planes = _own_planes(g, members, rings, ids.size, params.plane_fraction) if f.ndim == 3 else None
+    sf = _sample(f, members, rings, planes)
+    sg = _sample(g, members, rings, planes) if g is not None else None
+    if coef is None:
+        coef = 0.0
+        if sg is not None and ids.size >= 3:
+            coef = _bleed(sg, sf, members, rings, k_noise=params.k_noise, max_coefficient=0.5)
+    if coef > 0:
+        sf = sf.minus(sg, coef)
+    inside, bg, noise, _ = _local_contrast(sf, members, rings, ids.size)
     z = (inside - bg) / noise
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(bg > 0, inside / bg, np.where(inside > 0, np.inf, np.nan))
