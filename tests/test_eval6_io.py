@@ -397,3 +397,14 @@ def test_files_spinalquant_did_not_write_are_not_overwritten(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", str(src), "--out", str(out), "--workers", "1", "--quiet"]) == 0
     assert main(["run", str(src), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+
+
+def test_errors_name_the_image_not_the_machine_path(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "broken.tif").write_bytes(b"II*\0garbage")
+    rep = run_batch(discover_inputs([src.resolve()]), tmp_path / "out")
+    (o,) = rep.outcomes
+    # was '/tmp/.../in/sub/broken.tif: the file is truncated ...'
+    assert o.error.startswith("sub/broken.tif: the file is truncated or corrupt")
+    assert str(tmp_path) not in pd.read_csv(tmp_path / "out" / "summary.csv")["error"][0]

@@ -516,6 +516,12 @@ def _picture_files(out: Path, image: str) -> tuple[Path, Path]:
 
 def _fail(item: InputImage, out: Path, cfg: Config, digest: str, msg: str,
           timings: dict[str, float]) -> Outcome:
+    # the loader names the file by the path it was given (relative to wherever the
+    # run started, or absolute): the results name it by its image name, as elsewhere
+    for prefix in (f"{item.path}: ", f"{item.path.resolve()}: "):
+        if msg.startswith(prefix):
+            msg = f"{item.image}: {msg[len(prefix):]}"
+            break
     row = {"image": item.image, "status": "failed", "error": msg}
     try:
         # the label image and QC overlay of an earlier analysis would show objects
