@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -432,7 +433,7 @@ def write_report(out_dir: str | Path) -> Path:
         rel = f"qc/{output_stem(str(r['image']))}.png"
         b64 = _thumb(out / rel)
         if b64:
-            parts.append(f"<a href='{html.escape(rel)}'><img src='data:image/jpeg;base64,{b64}'>"
+            parts.append(f"<a href='{html.escape(urllib.parse.quote(rel))}'><img src='data:image/jpeg;base64,{b64}'>"
                          f"<br>{html.escape(str(r['image']))}</a>")
     parts.append("</div></body></html>")
     path = out / "report.html"

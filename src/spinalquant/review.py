@@ -580,7 +580,7 @@ def save_review(
         PART_FORMAT,
         atomic_write_text,
         check_output_dir,
-        file_hash,
+        input_hash,
         json_default,
         merge_results,
         output_stem,
@@ -597,7 +597,7 @@ def save_review(
     if not done or done.get("status") != "ok":
         digest = ""
         if source_path is not None and Path(source_path).is_file():
-            digest = file_hash(Path(source_path))
+            digest = input_hash(Path(source_path))
         done = {"status": "ok", "input_hash": digest, "params_hash": params_hash(cfg),
                 "section": results.section, "timings": {}, "roi_files": [],
                 "version": __version__, "format": PART_FORMAT}
