@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+import pytest
+
 import spinalquant as sq
 from spinalquant.batch import discover_inputs, run_batch
+from spinalquant.errors import MissingChannelError
 from spinalquant.io import save_stack
+from spinalquant.pipeline import detect_section
 from spinalquant.report import write_report
 from spinalquant.review import save_review
 from spinalquant.synthetic import make_cord_section
@@ -38,3 +43,14 @@ def test_a_reviewed_multi_file_ome_dataset_is_not_redone(tmp_path):
     # so the next run redid the image and replaced the reviewed result)
     rep = run_batch(discover_inputs([src]), out)
     assert [o.status for o in rep.outcomes] == ["skipped"]
+
+
+@pytest.mark.parametrize(("names", "example"), [
+    (("Mono", "FITC"), "FITC"),  # example-multichannel.nd2: was gfp = "Mono"
+    (("DIC", "Cy3", "DAPI"), "Cy3"),
+    (("BF",), "BF"),  # nothing else to suggest
+])
+def test_mapping_hint_suggests_a_fluorescence_channel(names, example):
+    st = sq.Stack(np.ones((len(names), 1, 8, 8), np.uint16), names, (None, 0.5, 0.5))
+    with pytest.raises(MissingChannelError, match=f'gfp = "{example}"'):
+        detect_section(st)

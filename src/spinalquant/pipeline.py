@@ -7,6 +7,7 @@ where results go.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +100,10 @@ def empty_table(kind: str) -> pd.DataFrame:
 GRANULE_MIN_REFERENCES = 2
 
 
+#: Channel names of transmitted-light (non-fluorescence) images.
+_TRANSMITTED = re.compile(r"(?i)\b(dic|bf|bright\s*field|mono|trans(mitted)?|t-?pmt|phase|tl)\b")
+
+
 def detect_section(stack: Stack, config: Config | None = None) -> str:
     """"cord" or "muscle", decided from channel names (see the result contract).
 
@@ -115,9 +120,11 @@ def detect_section(stack: Stack, config: Config | None = None) -> str:
         return "cord"
     if present & set(MUSCLE_MARKERS):
         return "muscle"
-    # the example names a channel that no marker claims (not the nuclear stain)
+    # the example names a channel that no marker claims: not the nuclear stain, and a
+    # fluorescence channel before a transmitted-light one (DIC, brightfield, "Mono")
     nuclei = stack.channel_index(cfg.marker("nuclei"), cfg.aliases) if "nuclei" in present else None
     free = [n for i, n in enumerate(stack.channel_names) if i != nuclei]
+    free.sort(key=lambda n: bool(_TRANSMITTED.search(n)))
     example = free[0] if free else "Ch2"
     raise MissingChannelError(
         f"{stack.name}: cannot tell cord from muscle: channels {list(stack.channel_names)} "
