@@ -212,3 +212,28 @@ def test_dim_soma_joined_to_a_bright_one_by_a_dendrite_is_cut_at_its_own_level(p
         assert own > 0
         assert np.count_nonzero(lab[body] == own) >= 0.97 * body.sum()
         assert (lab == own).sum() <= 1.12 * body.sum()  # the dendrite is not the soma
+
+
+@pytest.mark.parametrize("ps", [0.3, 0.5, 0.8])
+def test_closed_loop_of_dendrites_is_no_soma(ps):
+    # crossing, curving ChAT+ dendrites that close a loop around neuropil: the
+    # loop's hole was filled like a nucleus and the ~450 µm² disc counted as a
+    # motor neuron. A soma with a large nucleus (half its diameter) stays.
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(round(ps * 10))
+    n = round(140 / ps)
+    yy, xx = np.mgrid[:n, :n] * ps
+    sig = np.zeros((n, n))
+    soma = np.hypot(yy - 70, xx - 35) < 14
+    sig[soma] = 1.0
+    sig[np.hypot(yy - 71, xx - 36) < 7] = 0.3  # nucleus 50 % of the diameter
+    r = np.hypot(yy - 70, xx - 105)
+    sig[(r > 10.0) & (r < 12.5)] = 0.8  # the loop
+    sig[(np.abs(yy - 58) < 1.2) & (xx > 40)] = 0.8  # a dendrite through it
+    img = rng.poisson(30 + 300 * ndi.gaussian_filter(sig, 0.4 / ps)).astype(np.uint16)
+    lab = segment_motor_neurons(img, pixel_size_um=ps)
+    t = measure_motor_neurons(lab, pixel_size_um=ps)
+    assert len(t) == 1, t
+    assert np.hypot(t.y_um.iloc[0] - 70, t.x_um.iloc[0] - 35) < 2.0
+    assert t.area_um2.iloc[0] == pytest.approx(soma.sum() * ps**2, rel=0.12)
