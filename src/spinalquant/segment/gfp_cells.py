@@ -877,9 +877,11 @@ def _channels(gfap, gfp, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray | N
         g = np.asarray(gfp)
         if g.shape != f.shape:
             raise ValueError(f"gfp {g.shape} and gfap {f.shape} differ in shape")
-        if f.shape[1:] != labels.shape or f.dtype.kind not in "biuf" or g.dtype.kind not in "biuf":
-            raise ValueError(f"gfp_labels {labels.shape} do not match the (Z, Y, X) stacks {f.shape}, "
-                             "or a stack is not numeric")
+        if f.shape[1:] != labels.shape:
+            raise ValueError(f"gfp_labels {labels.shape} do not match the (Z, Y, X) stacks {f.shape}")
+        for name, a in (("gfap", f), ("gfp", g)):
+            if a.dtype.kind not in "biuf":
+                raise ValueError(f"{name} must be a real numeric stack; got dtype {a.dtype}")
         return f, g
     f = check.plane(f, "gfap", hint=_PLANE_HINT)
     if labels.shape != f.shape:
