@@ -54,3 +54,16 @@ def test_mapping_hint_suggests_a_fluorescence_channel(names, example):
     st = sq.Stack(np.ones((len(names), 1, 8, 8), np.uint16), names, (None, 0.5, 0.5))
     with pytest.raises(MissingChannelError, match=f'gfp = "{example}"'):
         detect_section(st)
+
+
+@pytest.mark.parametrize("side", [1, 2, 3, 4])
+def test_outline_of_a_label_one_to_four_pixels_wide(side):
+    from spinalquant.measure.synapses import outline_length_um
+
+    lab = np.zeros((20, 20), np.int32)
+    lab[8:8 + side, 8:8 + side] = 1
+    # was 0 for 1-2 pixels (the smoothed mask never reached one half) and 8.2 instead
+    # of ~12 pixel units for 3: the unsmoothed 0.5 contour of a k-pixel square runs
+    # k - 1 along each side and cuts each corner by a half-pixel diagonal
+    got = outline_length_um(lab, pixel_size_um=0.5)[1]
+    assert got == pytest.approx(0.5 * (4 * (side - 1) + 2 * np.sqrt(2)), rel=1e-6)

@@ -134,7 +134,10 @@ def outline_length_um(labels, *, pixel_size_um: float) -> np.ndarray:
         y0, y1 = sl[0].start, sl[0].stop + 2 * m
         x0, x1 = sl[1].start, sl[1].stop + 2 * m
         own = (padded[y0:y1, x0:x1] == index).astype(np.float32)
-        smooth = ndi.gaussian_filter(own, _CONTOUR_SMOOTH_PX, mode="nearest")
+        # a label under ~5 pixels across would shrink or vanish in the smoothing: its
+        # own 0.5 contour (corners cut by half-pixel diagonals) is measured instead
+        wide = ndi.distance_transform_edt(own).max() >= 3 * _CONTOUR_SMOOTH_PX
+        smooth = ndi.gaussian_filter(own, _CONTOUR_SMOOTH_PX, mode="nearest") if wide else own
         total = 0.0
         for c in measure.find_contours(smooth, 0.5):
             seg = np.diff(c, axis=0)
