@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -51,10 +52,17 @@ os.umask(_UMASK)
 
 @dataclass(frozen=True)
 class InputImage:
-    """One image to analyse: its path and its name in the results."""
+    """One image to analyse: its path, its scene and its name in the results.
+
+    A file holding several scenes (the series of a Leica ``.lif``, the scenes
+    of a CZI or ND2, the images of a multi-image OME-TIFF) is one input per
+    scene; its ``image`` names the scene (see :func:`scene_image_names`).
+    """
 
     path: Path
     image: str  # path relative to the INPUT folder it was found in, '/' separators
+    scene: int = 0  # as load(path, scene=...) numbers it
+    n_scenes: int = 1  # scenes of the file analysed as images
 
 
 @dataclass
@@ -71,6 +79,7 @@ class Outcome:
     path: str = ""
     tiling: dict[str, Any] | None = None  # tiles, overlap and image-wide values, when tiled
     notes: list[str] = field(default_factory=list)  # things the biologist should know
+    scene: int | None = None  # the scene of a multi-scene file (set by the runner)
 
 
 # ---------------------------------------------------------------- discovery
@@ -119,9 +128,100 @@ def discover_inputs(inputs: Sequence[str | Path]) -> list[InputImage]:
                 seen.add(key)
                 found.append(InputImage(f, name))
     kept = {f for f, _ in _without_later_ome_parts([(i.path, i.image) for i in found])}
-    found = [i for i in found if i.path in kept]
+    found = [scene for i in found if i.path in kept for scene in _scene_inputs(i)]
     check_unique_names(found)
     return found
+
+
+def _scene_inputs(item: InputImage) -> list[InputImage]:
+    """One input per scene of a file (the file itself when it holds one)."""
+    from .io._load import image_scenes
+
+    scenes = image_scenes(item.path)
+    if len(scenes) == 1:
+        return [InputImage(item.path, item.image, scene=scenes[0][0])]
+    names = scene_image_names(item.image, scenes)
+    return [InputImage(item.path, name, scene=index, n_scenes=len(scenes))
+            for (index, _), name in zip(scenes, names, strict=True)]
+
+
+def _scene_label(name: str) -> str:
+    """A scene's name as written in an image name: one line, no path separators."""
+    return "".join("_" if c in "/\\" or not c.isprintable() else c for c in name).strip()
+
+
+def _safe_suffix(suffix: str) -> str:
+    """A scene suffix (`` [Series003]``, `` #2``) as part of a file name on any system."""
+    return "".join(c if c.isalnum() or c in " -_.,()[]#+=@" else "_" for c in suffix)
+
+
+def scene_image_names(image: str, scenes: Sequence[tuple[int, str]]) -> list[str]:
+    """Names in the results for the scenes of one file.
+
+    A scene is ``"<image> [<scene name>]"``, or ``"<image> #<index>"`` when it
+    has no name (``index`` as ``load(path, scene=index)`` numbers it, from 0);
+    a name shared by several scenes of the file gets both, ``"<image> [<name>]
+    #<index>"``. A file with one scene keeps its plain name.
+
+    Parameters
+    ----------
+    image : str
+        The file's name in the results (path relative to the input folder).
+    scenes : sequence of (int, str)
+        Its scenes' indices and names (``io._load.image_scenes``).
+
+    Returns
+    -------
+    list of str
+        One unique name per scene, in order.
+
+    Examples
+    --------
+    >>> scene_image_names("sc/L4.lif", [(0, "Series001"), (1, "Series002")])
+    ['sc/L4.lif [Series001]', 'sc/L4.lif [Series002]']
+    >>> scene_image_names("two.ome.tif", [(0, ""), (2, "")])
+    ['two.ome.tif #0', 'two.ome.tif #2']
+    >>> scene_image_names("a.tif", [(0, "")])
+    ['a.tif']
+    """
+    if len(scenes) == 1:
+        return [image]
+    labels = [_scene_label(name) for _, name in scenes]
+    # unique after cleaning for a file name too, so their labels/ and qc/ files differ
+    keys = [_safe_suffix(label).casefold() for label in labels]
+    out = []
+    for (index, _), label, key in zip(scenes, labels, keys, strict=True):
+        if label and keys.count(key) == 1:
+            out.append(f"{image} [{label}]")
+        elif label:
+            out.append(f"{image} [{label}] #{index}")
+        else:
+            out.append(f"{image} #{index}")
+    return out
+
+
+_SCENE_SUFFIX = re.compile(r" \[[^/]*\](?: #\d+)?| #\d+")
+
+
+def split_scene(image: str) -> tuple[str, str]:
+    """``"sub/L4.lif [Series003]"`` -> ``("sub/L4.lif", " [Series003]")``.
+
+    The second part is "" for the name of a whole file.
+
+    Examples
+    --------
+    >>> split_scene("sub/L4.lif [Series003]"), split_scene("a [1].tif"), split_scene("b.czi #2")
+    (('sub/L4.lif', ' [Series003]'), ('a [1].tif', ''), ('b.czi', ' #2'))
+    """
+    from .io import is_supported
+
+    # the longest file name that is an image file: a file may have brackets in its name
+    parent, _, name = image.rpartition("/")
+    for m in re.finditer(r" \[| #\d+$", name):
+        file, suffix = name[: m.start()], name[m.start():]
+        if is_supported(file) and _SCENE_SUFFIX.fullmatch(suffix):
+            return (f"{parent}/{file}" if parent else file), suffix
+    return image, ""
 
 
 #: Microscopy and picture formats spinalquant does not read (``io.SUPPORTED_EXTENSIONS``
@@ -272,11 +372,21 @@ def part_key(image: str) -> str:
 
 
 def output_stem(image: str) -> str:
-    """``sub/L4_s1.ome.tif`` -> ``sub/L4_s1`` (name under labels/ and qc/)."""
+    """``sub/L4_s1.ome.tif`` -> ``sub/L4_s1`` (name under labels/ and qc/).
+
+    A scene keeps its suffix: ``L4.lif [Series003]`` -> ``L4 [Series003]``,
+    characters that are not safe in a file name replaced by ``_``.
+
+    Examples
+    --------
+    >>> output_stem("sub/L4_s1.ome.tif"), output_stem("L4.czi [Image:1]"), output_stem("t.ome.tif #2")
+    ('sub/L4_s1', 'L4 [Image_1]', 't #2')
+    """
     from .io import image_stem
 
-    parent, _, name = image.rpartition("/")
-    stem = image_stem(name)
+    file, suffix = split_scene(image)
+    parent, _, name = file.rpartition("/")
+    stem = image_stem(name) + _safe_suffix(suffix)
     return f"{parent}/{stem}" if parent else stem
 
 
@@ -307,19 +417,22 @@ def _csv_text(df: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------- one image (worker)
 def process_image(
-    item: InputImage, config: Config, out_dir: str | Path, *, force: bool = False
+    item: InputImage, config: Config, out_dir: str | Path, *, force: bool = False,
+    known_hash: str | None = None,
 ) -> Outcome:
     """Analyse one image and write its part; never raises for a bad image.
 
     Runs in a worker process (Dask) or in the caller. Returns an
     :class:`Outcome`; the image's failure, if any, is in ``error`` with a
-    message meant for a biologist.
+    message meant for a biologist. ``known_hash`` is the file's
+    :func:`input_hash` when the caller has it (the runner hashes a
+    multi-scene file once for all its scenes).
     """
     out = Path(out_dir)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     try:
-        digest = input_hash(item.path)
+        digest = known_hash or input_hash(item.path)
     except OSError as exc:
         return _fail(item, out, config, "", f"cannot read the file: {exc.strerror or exc}", timings)
     timings["hash_s"] = time.perf_counter() - t0
@@ -370,7 +483,8 @@ def _analyse_and_write(
     budget = int(cfg.image.memory_budget_mb * 2**20)
     # the pixel size (file, config fallback or override) is resolved by analyze(),
     # which fails with a clear PixelSizeError when neither the file nor the config has one
-    stack = load(item.path, require_pixel_size=False, dask_threshold_bytes=budget // 2)
+    stack = load(item.path, require_pixel_size=False, dask_threshold_bytes=budget // 2,
+                 scene=item.scene)
     if stack.metadata.get("xz_scan"):
         raise LoadError(
             f"{item.path}: this is an XZ scan (a side view: the image has Z and X, Y has "
@@ -384,11 +498,18 @@ def _analyse_and_write(
 
     roi = None
     roi_files: list[str] = []
+    roi_notes: list[str] = []
     if cfg.roi.use_sidecar:
-        paths = find_sidecar_roi(item.path)
+        paths = find_sidecar_roi(sidecar_key(item))
         if paths:
             roi = roi_mask(paths, shape_yx=stack.shape[2:])
             roi_files = [p.name for p in paths]
+        elif item.n_scenes > 1 and find_sidecar_roi(item.path):
+            roi_notes.append(
+                f"the ROI file {find_sidecar_roi(item.path)[0].name} names the whole file, not "
+                f"this scene, and was not applied; name it {sidecar_key(item).stem}.roi (.zip, "
+                ".geojson) to outline this scene"
+            )
 
     from .tiling import analyze_tiled, decimated, needs_tiling
 
@@ -401,7 +522,10 @@ def _analyse_and_write(
     timings["analyze_s"] = time.perf_counter() - t
     # what the loader left out or corrected (time points, other scenes, a print
     # resolution ignored...), then unrecognised channels
-    notes = [str(n) for n in stack.metadata.get("notes", [])] + channel_notes(stack, cfg, res.section)
+    # (every scene of a multi-scene file is an input of its own: no "only scene 0" note)
+    skip = stack.metadata.get("scene_note") if item.n_scenes > 1 else None
+    notes = [str(n) for n in stack.metadata.get("notes", []) if n != skip] \
+        + roi_notes + channel_notes(stack, cfg, res.section)
     # images analysed in tiles: labels and QC written downsampled (<= 4096 px a side);
     # the tables are always full resolution
     picture = decimated(res) if tiled else res
@@ -429,11 +553,28 @@ def _analyse_and_write(
     write_part(out, item.image, row, tables, {
         "status": "ok", "input_hash": digest, "params_hash": phash, "section": res.section,
         "timings": timings, "roi_files": roi_files, "version": __version__, "format": PART_FORMAT,
-        "tiled": tiled, "tiling": tiling, "notes": notes,
+        "tiled": tiled, "tiling": tiling, "notes": notes, **_scene_entry(item),
     })
     counts = {k: row.get(k) for k in ("n_gfp_cells", "n_motor_neurons", "n_fibers") if row.get(k) is not None}
     return Outcome(item.image, "ok", input_hash=digest, timings=timings, section=res.section,
                    counts=counts, tiling=tiling, notes=notes)
+
+
+def sidecar_key(item: InputImage) -> Path:
+    """The path whose sidecar ROI files outline ``item`` (for ``roi.find_sidecar_roi``).
+
+    The file itself; for a scene of a multi-scene file, a name beside it
+    made of the scene's output stem, so ``L4 [Series003].roi`` outlines
+    scene ``Series003`` of ``L4.lif``.
+
+    Examples
+    --------
+    >>> sidecar_key(InputImage(Path("d/L4.lif"), "L4.lif [S3]", scene=2, n_scenes=4)).as_posix()
+    'd/L4 [S3].tif'
+    """
+    if item.n_scenes <= 1:
+        return item.path
+    return item.path.with_name(f"{output_stem(item.image).rpartition('/')[2]}.tif")
 
 
 def marker_channels(stack: Any, cfg: Config) -> list[int]:
@@ -514,11 +655,20 @@ def _picture_files(out: Path, image: str) -> tuple[Path, Path]:
     return out / "labels" / f"{stem}.ome.tif", out / "qc" / f"{stem}.png"
 
 
+def _scene_entry(item: InputImage) -> dict[str, int]:
+    """``{"scene": i}`` for a scene of a multi-scene file (provenance), else nothing."""
+    return {"scene": item.scene} if item.n_scenes > 1 or item.scene else {}
+
+
 def _fail(item: InputImage, out: Path, cfg: Config, digest: str, msg: str,
           timings: dict[str, float]) -> Outcome:
     # the loader names the file by the path it was given (relative to wherever the
     # run started, or absolute): the results name it by its image name, as elsewhere
-    for prefix in (f"{item.path}: ", f"{item.path.resolve()}: "):
+    # (the analysis names a scene's file by its file name: the scene is named instead)
+    prefixes = [f"{item.path}: ", f"{item.path.resolve()}: "]
+    if item.n_scenes > 1:
+        prefixes.append(f"{item.path.name}: ")
+    for prefix in prefixes:
         if msg.startswith(prefix):
             msg = f"{item.image}: {msg[len(prefix):]}"
             break
@@ -531,6 +681,7 @@ def _fail(item: InputImage, out: Path, cfg: Config, digest: str, msg: str,
         write_part(out, item.image, row, {}, {
             "status": "failed", "input_hash": digest, "params_hash": params_hash(cfg),
             "error": msg, "timings": timings, "version": __version__, "format": PART_FORMAT,
+            **_scene_entry(item),
         })
     except OSError:
         pass  # the output folder itself is broken; the runner reports the outcome
@@ -786,10 +937,12 @@ def run_batch(
             on_result(o, len(outcomes), len(items))
 
     paths = {i.image: str(i.path.resolve()) for i in items}
+    scenes = {i.image: _scene_entry(i).get("scene") for i in items}
     earlier, superseded = earlier_images(out, names, set(paths.values()))
     names = [*earlier, *names]
     for o in _execute(items, cfg, out, workers=workers, scheduler=scheduler, force=force):
         o.path = paths.get(o.image, "")
+        o.scene = scenes.get(o.image)
         done(o)
     merge_results(out, names)
     ordered = [outcomes[n] for n in names if n in outcomes]
@@ -866,9 +1019,22 @@ def earlier_images(out_dir: str | Path, names: Sequence[str],
 
 def _execute(items: Sequence[InputImage], cfg: Config, out: Path, *, workers: int,
              scheduler: str | None, force: bool) -> Iterable[Outcome]:
+    hashes: dict[Path, str | None] = {}
+
+    def known(item: InputImage) -> str | None:
+        # the scenes of one file share its hash: the file is read once, not once per scene
+        if item.n_scenes <= 1:
+            return None
+        if item.path not in hashes:
+            try:
+                hashes[item.path] = input_hash(item.path)
+            except OSError:
+                hashes[item.path] = None  # process_image reports it
+        return hashes[item.path]
+
     if scheduler is None and workers <= 1:
         for item in items:
-            yield process_image(item, cfg, out, force=force)
+            yield process_image(item, cfg, out, force=force, known_hash=known(item))
         return
     import dask
     from dask.distributed import Client, LocalCluster, as_completed
@@ -889,7 +1055,8 @@ def _execute(items: Sequence[InputImage], cfg: Config, out: Path, *, workers: in
         client = Client(scheduler)
     try:
         futures = {
-            client.submit(process_image, item, cfg, str(out), force=force, pure=False): item
+            client.submit(process_image, item, cfg, str(out), force=force,
+                          known_hash=known(item), pure=False): item
             for item in items
         }
         for fut in as_completed(futures):
@@ -920,7 +1087,7 @@ def _write_run_json(out: Path, cfg: Config, outcomes: Sequence[Outcome], started
     images = {k: v for k, v in dict(previous.get("images", {})).items() if k not in set(drop)}
     for o in outcomes:
         entry = {"status": "ok" if o.status == "skipped" else o.status, "error": o.error,
-                 "path": o.path,
+                 "path": o.path, **({"scene": o.scene} if o.scene is not None else {}),
                  "input_hash": o.input_hash, "timings": o.timings, "section": o.section,
                  "skipped_unchanged": o.status == "skipped"}
         if o.notes:

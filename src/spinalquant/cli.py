@@ -118,11 +118,11 @@ def run(
     if dry_run:
         for it in items:
             typer.echo(f"{it.image}\t{it.path}")
-        err.print(f"{len(items)} image(s) would be analysed into {escape(str(out))}")
+        err.print(f"{_count_images(items)} would be analysed into {escape(str(out))}")
         raise typer.Exit(0)
 
     where = f"scheduler {scheduler}" if scheduler else f"{n_workers} worker(s)"
-    err.print(f"spinalquant {__version__}: {len(items)} image(s) → {escape(str(out))} ({escape(where)})")
+    err.print(f"spinalquant {__version__}: {_count_images(items)} → {escape(str(out))} ({escape(where)})")
     try:
         if quiet or not err.is_terminal:
             def on_result(o, i, n):
@@ -178,6 +178,14 @@ def run(
             if o.status == "failed":
                 err.print(f"  [red]failed[/red] {escape(f'{o.image}: {o.error}')}", soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _count_images(items: list) -> str:
+    """``"12 image(s)"``, or ``"12 image(s) (scenes of 3 files)"`` when files hold several."""
+    n_files = len({it.path for it in items})
+    if n_files == len(items):
+        return f"{len(items)} image(s)"
+    return f"{len(items)} image(s) (the scenes of {n_files} file(s))"
 
 
 @app.command("config")

@@ -456,15 +456,9 @@ def _series_note(tif: tifffile.TiffFile, index: int, path: Path) -> str | None:
     n = len(tif.series)
     if n <= 1:
         return None
-    ref = tif.series[index]
-    ry, rx = (int(v) for v in ref.shape[-2:]) if "S" not in ref.axes[-1:] else ref.shape[-3:-1]
-    others = 0
-    for i, s in enumerate(tif.series):
-        if i == index:
-            continue
-        yx = s.shape[-3:-1] if s.axes.endswith("S") else s.shape[-2:]
-        if not (2 * int(yx[0]) <= ry and 2 * int(yx[1]) <= rx):
-            others += 1
+    ref = _series_yx(tif.series[index])
+    others = sum(not _is_reduced(_series_yx(s), ref)
+                 for i, s in enumerate(tif.series) if i != index)
     if not others:
         return None
     names = [getattr(s, "name", "") or "" for s in tif.series]
@@ -475,6 +469,69 @@ def _series_note(tif: tifffile.TiffFile, index: int, path: Path) -> str | None:
         f"(shape {tuple(int(v) for v in tif.series[index].shape)}) was read, the others "
         "were not analysed; read another with load(..., scene=i) or save each as its own file"
     )
+
+
+def _is_reduced(yx: tuple[int, int], ref: tuple[int, int]) -> bool:
+    """Whether an image of ``yx`` pixels is at most half of ``ref`` in Y and X."""
+    return 2 * yx[0] <= ref[0] and 2 * yx[1] <= ref[1]
+
+
+def _series_yx(series: Any) -> tuple[int, int]:
+    yx = series.shape[-3:-1] if series.axes.endswith("S") else series.shape[-2:]
+    return int(yx[0]), int(yx[1])
+
+
+def image_scenes(path: str | os.PathLike[str]) -> list[tuple[int, str]]:
+    """The scenes of a file that are images to analyse, as ``(index, name)`` pairs.
+
+    CZI/LIF/ND2 scenes and the image series of a TIFF (the images of a
+    multi-image OME-TIFF), numbered as ``load(path, scene=index)`` reads them;
+    ``name`` is the scene's name in the file ("" when it has none). A TIFF
+    series at most half as large in Y and X as the file's largest one (a
+    thumbnail, or a resolution level stored as its own image) is not a scene.
+    A file that cannot be opened gives ``[(0, "")]``: :func:`load` then says
+    what is wrong with it.
+
+    Parameters
+    ----------
+    path : path
+        An image file spinalquant reads.
+
+    Returns
+    -------
+    list of (int, str)
+        At least one pair.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib, tifffile
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "two.ome.tif"
+    >>> with tifffile.TiffWriter(f, ome=True) as tw:
+    ...     for name in ("left", "right"):
+    ...         tw.write(np.zeros((8, 8), np.uint8), metadata={"Name": name})
+    >>> image_scenes(f)
+    [(0, 'left'), (1, 'right')]
+    """
+    p = Path(path)
+    ext = _extension(p)
+    try:
+        if ext in _TIFF_EXT:
+            with tifffile.TiffFile(p) as tif:
+                series = list(tif.series)
+                if len(series) <= 1:
+                    return [(0, "")]
+                sizes = [_series_yx(s) for s in series]
+                largest = max(sizes, key=lambda yx: yx[0] * yx[1])
+                return [(i, str(getattr(s, "name", "") or "")) for i, (s, yx)
+                        in enumerate(zip(series, sizes, strict=True))
+                        if not _is_reduced(yx, largest)] or [(0, "")]
+        if ext in _BIOIO_EXT:
+            Reader = _reader_class(ext, p)
+            scenes = tuple(Reader(p).scenes)
+            return [(i, str(name)) for i, name in enumerate(scenes)] or [(0, "")]
+    except Exception:  # a file that cannot be read fails when it is loaded, with its reason
+        return [(0, "")]
+    return [(0, "")]
 
 
 def _scene_index(scene: int, n: int, path: Path, what: str) -> int:
@@ -524,6 +581,7 @@ def _read_tiff(path: Path, threshold: int, scene: int = 0) -> dict[str, Any]:
         note = _series_note(tif, index, path)
         if note is not None and scene == 0:
             meta["notes"].append(note)
+            meta["scene_note"] = note  # a batch that analyses every scene drops it
         ps = {"z": None, "y": None, "x": None}
         names: list[str] | None = None
         if tif.is_ome:
@@ -693,11 +751,12 @@ def _read_bioio(path: Path, ext: str, threshold: int, scene: int = 0) -> dict[st
                     "export each scene as its own file in ZEN"
                 )
         if len(scenes) > 1 and scene == 0:
-            meta["notes"].append(
+            meta["scene_note"] = (
                 f"{len(scenes)} scenes in the file: only scene 0 {str(scenes[0])!r} was read, "
                 "the others were not analysed; read another with load(..., scene=i) or "
                 "export each scene as its own file"
             )
+            meta["notes"].append(meta["scene_note"])
         order = dims.order
         if "M" in order and dims.M > 1 and hasattr(reader, "mosaic_xarray_dask_data"):
             xdata = reader.mosaic_xarray_dask_data

@@ -59,21 +59,66 @@ def read(path: str | Path) -> list[LayerData]:
     return read_image(p)
 
 
-def read_image(path: str | Path) -> list[LayerData]:
-    """Channel layers of one image file, plus its sidecar ROI outline."""
-    from ..io import load
+def read_image(path: str | Path, *, scene: int | None = None) -> list[LayerData]:
+    """Channel layers of one image file, plus its sidecar ROI outline.
+
+    A file holding several scenes (LIF/CZI/ND2, a multi-image OME-TIFF) opens
+    every scene, or only ``scene``; each scene's layers are named and grouped
+    as the batch run names the scene (``L4.lif [Series003]``), the first
+    scene's shown and the others hidden, so the widget analyses and saves a
+    scene under its own name.
+    """
+    from ..batch import InputImage, scene_image_names
 
     p = Path(path)
-    stack = load(p, require_pixel_size=False)
-    layers = stack_layers(stack, source=str(p))
+    from ..io._load import image_scenes
+
+    scenes = image_scenes(p)
+    if len(scenes) == 1 and scene in (None, scenes[0][0]):
+        return _read_scene(InputImage(p, p.name, scene=scenes[0][0]), source=str(p))
+    names = scene_image_names(p.name, scenes) if len(scenes) > 1 else [p.name]
+    items = [InputImage(p, name, scene=i, n_scenes=len(scenes))
+             for (i, _), name in zip(scenes, names, strict=True) if scene in (None, i)]
+    if not items:  # not among the scenes: load() says which there are
+        items = [InputImage(p, f"{p.name} #{scene}", scene=int(scene or 0), n_scenes=len(scenes))]
+    layers: list[LayerData] = []
+    first_error: Exception | None = None
+    for item in items:
+        try:
+            new = _read_scene(item, source=f"{p.parent / item.image}", lazy=len(items) > 1)
+        except Exception as exc:  # one unreadable scene does not hide the others
+            if scene is not None or first_error is None:
+                first_error = exc
+            continue
+        label = item.image[len(p.name):].strip()
+        for ld in new:
+            ld[1]["name"] = f"{label} {ld[1]['name']}"
+            ld[1]["metadata"]["spinalquant"].update(scene=item.scene, image=item.image)
+            if layers:
+                ld[1]["visible"] = False
+        layers += new
+    if not layers and first_error is not None:
+        raise first_error
+    return layers
+
+
+def _read_scene(item: Any, *, source: str, lazy: bool = False) -> list[LayerData]:
+    from ..batch import sidecar_key
+    from ..io import load
+
+    p = item.path
+    # many scenes open at once stay on disk until shown or analysed
+    stack = load(p, require_pixel_size=False, scene=item.scene,
+                 **({"dask_threshold_bytes": 2**26} if lazy else {}))
+    layers = stack_layers(stack, source=source)
     px = stack.pixel_size_um[1]
     try:
         from ..roi import find_sidecar_roi, roi_mask
 
-        sidecars = find_sidecar_roi(p)
+        sidecars = find_sidecar_roi(sidecar_key(item))
         if sidecars and px is not None:
             mask = roi_mask(sidecars, shape_yx=stack.shape[2:], pixel_size_um=px)
-            ld = roi_layer(mask, pixel_size_um=px, source=str(p)) if mask is not None else None
+            ld = roi_layer(mask, pixel_size_um=px, source=source) if mask is not None else None
             if ld is not None:
                 ld[1]["metadata"]["spinalquant"]["files"] = [str(s) for s in sidecars]
                 layers.append(ld)

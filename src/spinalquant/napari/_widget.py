@@ -438,6 +438,9 @@ class SpinalquantWidget(QWidget):
 
         key = self.source_combo.currentData()
         image = Path(path).name if path else str(key)
+        first = (self.sources().get(key) or [None])[0]
+        if first is not None and first.metadata.get("spinalquant", {}).get("image"):
+            image = first.metadata["spinalquant"]["image"]  # a scene: named as a batch run names it
         # errors are shown by _on_worker_error; without _ignore_errors superqt re-raises
         # them in the GUI thread as well (a traceback, or an abort outside napari's app)
         worker = create_worker(work, _start_thread=False, _ignore_errors=True)
