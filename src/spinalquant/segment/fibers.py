@@ -45,6 +45,9 @@ Method (every scale is a physical size converted with the pixel size)
    typical fibers -- blood vessels and nerve/perimysium patches are enclosed by
    border stain but are full of it). No fiber at all when the typical object's
    border step is below ``min_border_snr`` pixel-noise sigmas (blank image, no tissue).
+   Fluorescence with bare slide in view (a dark region reaching the image edge, larger
+   than four typical fibers): objects whose interior is as dark as the slide
+   (``min_tissue_level``) are pieces of background between the outermost fibers.
    Fibers touching the image edge are removed with ``exclude_border=True``.
 """
 
@@ -124,6 +127,15 @@ class FiberParams:
         cells) and no fiber is returned. Pure noise or a white H&E field measures
         0.3-0.8; real sections 4-25 (phantoms segmented at a border step of 1.2 sigma
         per pixel measure 1.14). 0 disables.
+    min_tissue_level : float
+        Fluorescence, when bare slide is in view (a dark region reaching the image edge,
+        larger than four typical fibers): an object whose interior level lies less than
+        this fraction of the way from the slide level to the typical fiber interior is
+        empty slide -- a tongue of background between the outermost fibers, cut into
+        convex pieces by the watershed -- not a fiber, whose sarcoplasm is brighter than
+        the slide (autofluorescence). Measured on phantoms: slide pieces -0.23-0.16,
+        the dimmest fibers 0.16-0.4. Not used when the fiber interiors are hardly
+        brighter than the slide (background-subtracted images). 0 disables.
     """
 
     min_area_um2: float = 100.0
@@ -141,6 +153,7 @@ class FiberParams:
     exclude_border: bool = True
     max_speck_um: float = 15.0
     min_border_snr: float = 1.0
+    min_tissue_level: float = 0.1
 
     def __post_init__(self) -> None:
         for name in (
@@ -160,6 +173,10 @@ class FiberParams:
         for name in ("smooth_um", "seed_h_um", "max_speck_um", "min_border_snr"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"FiberParams.{name} must be ≥ 0, got {getattr(self, name)!r}")
+        if not 0 <= self.min_tissue_level < 1:
+            raise ValueError(
+                f"FiberParams.min_tissue_level must be in [0, 1), got {self.min_tissue_level}"
+            )
         if self.max_area_um2 <= self.min_area_um2:
             raise ValueError("FiberParams.max_area_um2 must exceed min_area_um2")
         if not 0 <= self.min_solidity <= 1:
@@ -963,9 +980,13 @@ def segment_fibers(
         basins, raw, border, pixel_size_um, p.outline_fraction, max(4.0, 4 * p.ridge_sigma_um)
     )
     noise = _pixel_noise(raw)
-    del basins, raw
+    # fluorescence: raw is the input image itself (no copy), kept for the slide test
+    raw = None if stain == "he" else raw
+    del basins
     fibers = _clean(fibers, seeds, max(p.ridge_sigma_um / pixel_size_um, 1.0))
-    return _reject(fibers, border, core_level, rim_level, pixel_size_um, p, drop_edge, noise)
+    return _reject(
+        fibers, border, core_level, rim_level, pixel_size_um, p, drop_edge, noise, slide=raw
+    )
 
 
 def _solidity(labels: np.ndarray, enough: float):
@@ -1022,6 +1043,44 @@ def _solidity(labels: np.ndarray, enough: float):
     return present, a, solidity
 
 
+def _slide_level(
+    raw: np.ndarray,
+    border: np.ndarray,
+    typical_core: float,
+    typical_area_um2: float,
+    pixel_size_um: float,
+) -> float | None:
+    """Level (in ``raw``) of the bare slide around the section; None if none is in view.
+
+    The slide is a dark region (below half-way from the image's 0.5th percentile to the
+    typical fiber interior, at 2 µm smoothing) that reaches the image edge and is larger
+    than four typical fibers: a fiber interior, even a dim one, is enclosed by its
+    border and no larger than one fiber. ``border`` is ``raw`` lightly smoothed; the level
+    is the median of ``raw`` more than 2 µm inside that region (away from the blurred
+    tissue edge), as the fibers' core levels are medians of ``raw``.
+    """
+    sm = ndi.gaussian_filter(border, max(np.sqrt(2.0**2 - 0.5**2) / pixel_size_um, 0.5))
+    s0 = float(np.percentile(_subsample(sm), 0.5))
+    if not typical_core > s0:
+        return None
+    comps, n = ndi.label(sm < np.float32(s0 + 0.5 * (typical_core - s0)))
+    del sm
+    if n == 0:
+        return None
+    size = np.bincount(comps.ravel(), minlength=n + 1) * pixel_size_um**2
+    at_edge = np.zeros(n + 1, dtype=bool)
+    at_edge[np.concatenate([comps[0], comps[-1], comps[:, 0], comps[:, -1]])] = True
+    big = at_edge & (size > 4 * typical_area_um2)
+    big[0] = False
+    if not big.any():
+        return None
+    deep = _edt(big[comps], pixel_size_um) > 2.0
+    del comps
+    if not deep.any():
+        return None
+    return float(np.median(raw[deep]))
+
+
 def _reject(
     fibers: np.ndarray,
     border: np.ndarray,
@@ -1031,7 +1090,13 @@ def _reject(
     p: FiberParams,
     drop_edge: bool,
     noise: float = 0.0,
+    slide: np.ndarray | None = None,
 ) -> np.ndarray:
+    """Relabelled ``fibers`` without the objects that fail the rejection tests.
+
+    ``slide``: the raw fluorescence image (levels comparable with ``core_level``) to
+    test objects against the bare slide, or None (H&E) to skip that test.
+    """
     lab, area_px, solidity = _solidity(fibers, p.min_solidity)
     area_um2 = area_px * pixel_size_um**2
     keep = (area_um2 >= p.min_area_um2) & (area_um2 <= p.max_area_um2)
@@ -1053,6 +1118,18 @@ def _reject(
         typical = float(np.median(contrast[keep])) if keep.any() else float(np.median(contrast))
         if typical > 0:
             keep &= contrast >= (1 - p.max_interior_brightness) * typical
+    if slide is not None and p.min_tissue_level > 0 and keep.any():
+        # empty slide between the outermost fibers of a section (a tongue of
+        # background cut into convex pieces by watershed lines) is no fiber: its
+        # interior is as dark as the slide, a fiber's sarcoplasm is brighter
+        typical_core = float(np.median(core_level[lab[keep] - 1]))
+        level = _slide_level(
+            slide, border, typical_core, float(np.median(area_um2[keep])), pixel_size_um
+        )
+        typical_rim = float(np.median(rim_level[lab[keep] - 1]))
+        if level is not None and typical_core - level > 0.03 * (typical_rim - level):
+            cut = level + p.min_tissue_level * (typical_core - level)
+            keep &= core_level[lab - 1] >= cut
     if drop_edge:
         edge = np.concatenate([fibers[0], fibers[-1], fibers[:, 0], fibers[:, -1]])
         keep &= ~np.isin(lab, edge)
