@@ -307,3 +307,47 @@ def test_widget_analyses_and_saves_a_scene_into_its_own_part(make_napari_viewer,
     # the next batch run keeps the reviewed scene (same input hash as the batch's)
     rep = run_batch(discover_inputs([src]), out, FAST)
     assert [o.status for o in rep.outcomes] == ["skipped", "skipped", "failed"]
+
+
+def test_results_of_scene_0_only_are_replaced_by_every_scene(tmp_path):
+    # a results folder written before scenes were inputs: the file analysed as scene 0
+    src = tmp_path / "in"
+    src.mkdir()
+    f = src / "cord.ome.tif"
+    _three_scenes(f)
+    out = tmp_path / "out"
+    run_batch([InputImage(f, "cord.ome.tif")], out, FAST)
+    assert (out / "qc" / "cord.png").is_file()
+    rep = run_batch(discover_inputs([src]), out, FAST)
+    assert rep.earlier == []
+    s = pd.read_csv(out / "summary.csv")
+    assert list(s["image"]) == ["cord.ome.tif [L4 left]", "cord.ome.tif [L4 right]",
+                                "cord.ome.tif [no scale]"]
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert set(run["images"]) == set(s["image"])
+    assert not (out / "qc" / "cord.png").exists() and not (out / "labels" / "cord.ome.tif").exists()
+    assert set(pd.read_csv(out / "objects" / "gfp_cells.csv")["image"]) == set(s["image"][:2])
+
+
+def test_cli_scene_option_keeps_the_other_scenes_results(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    _three_scenes(src / "cord.ome.tif")
+    tifffile.imwrite(src / "single.ome.tif", _section(px=1.0, seed=3, n=3), ome=True,
+                     photometric="minisblack",
+                     metadata={"axes": "CZYX", "PhysicalSizeX": 1.0, "PhysicalSizeY": 1.0,
+                               "Channel": {"Name": ["EGFP", "ChAT"]}})
+    out = tmp_path / "out"
+    cfg = str(_config(tmp_path))
+    assert main(["run", str(src), "--out", str(out), "-j", "1", "-q", "-c", cfg]) == 1
+    first = pd.read_csv(out / "summary.csv")
+    # scene 1 only (single-scene files still run): the other scenes' rows stay
+    assert main(["run", str(src), "--out", str(out), "-j", "1", "-q", "-c", cfg,
+                 "--scene", "1", "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "[1/2] ok      cord.ome.tif [L4 right]" in err and "[2/2] ok      single.ome.tif" in err
+    again = pd.read_csv(out / "summary.csv")
+    assert set(again["image"]) == set(first["image"]) and len(again) == 4
+    assert (out / "qc" / "cord [L4 left].png").is_file()
+    assert main(["run", str(src / "cord.ome.tif"), "--out", str(tmp_path / "o2"), "--scene", "7"]) == 2
+    assert "no scene 7 of" in capsys.readouterr().err

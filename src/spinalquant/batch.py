@@ -938,7 +938,10 @@ def run_batch(
 
     paths = {i.image: str(i.path.resolve()) for i in items}
     scenes = {i.image: _scene_entry(i).get("scene") for i in items}
-    earlier, superseded = earlier_images(out, names, set(paths.values()))
+    earlier, superseded = earlier_images(
+        out, names, set(paths.values()),
+        scenes={(paths[i.image], i.scene) for i in items if i.image in scenes
+                and scenes[i.image] is not None})
     names = [*earlier, *names]
     for o in _execute(items, cfg, out, workers=workers, scheduler=scheduler, force=force):
         o.path = paths.get(o.image, "")
@@ -959,8 +962,8 @@ def run_batch(
     return RunReport(out, ordered, elapsed, earlier)
 
 
-def earlier_images(out_dir: str | Path, names: Sequence[str],
-                   paths: set[str]) -> tuple[list[str], list[str]]:
+def earlier_images(out_dir: str | Path, names: Sequence[str], paths: set[str], *,
+                   scenes: set[tuple[str, int]] | None = None) -> tuple[list[str], list[str]]:
     """Images of earlier runs into ``out_dir`` that this run does not analyse again.
 
     An earlier run's results stay in the merged tables (``summary.csv`` and
@@ -978,6 +981,11 @@ def earlier_images(out_dir: str | Path, names: Sequence[str],
         This run's image names.
     paths : set of str
         This run's resolved input paths.
+    scenes : set of (str, int), optional
+        This run's scenes of multi-scene files, as (resolved path, scene). An
+        earlier scene of such a file is superseded only by the same scene (a
+        run of some scenes keeps the others' results); without ``scenes``,
+        by any input of its file.
 
     Returns
     -------
@@ -1003,9 +1011,10 @@ def earlier_images(out_dir: str | Path, names: Sequence[str],
         if image in current or not (out / ".parts" / part_key(image) / "summary.json").is_file():
             continue
         path = entry.get("path") if isinstance(entry, dict) else None
+        scene = entry.get("scene") if isinstance(entry, dict) else None
         if path and not Path(path).exists():
             superseded.append(image)  # its part is kept: the file may come back
-        elif path and path in paths:
+        elif path and path in paths and (scenes is None or scene is None or (path, scene) in scenes):
             superseded.append(image)
             shutil.rmtree(out / ".parts" / part_key(image), ignore_errors=True)
             stem = output_stem(image)

@@ -73,6 +73,12 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="Redo images even if their results are up to date.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be analysed, then stop.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per image (for logs).")] = False,
+    scene: Annotated[
+        list[int] | None,
+        typer.Option("--scene", help="Of files holding several scenes (LIF, CZI, ND2, multi-image "
+                     "OME-TIFF), analyse only this scene number (from 0; repeat for more) "
+                     "[default: every scene].", min=0, show_default=False),
+    ] = None,
 ) -> None:
     """Analyse every image found in INPUTS and write tables, label images and QC overlays.
 
@@ -81,6 +87,10 @@ def run(
     H&E image). Results go to OUT: summary.csv (one row per image), objects/*.csv
     (one row per cell, neuron, punctum or fiber), labels/, qc/ (overlays to check by
     eye), report.html and run.json (parameters, versions, input hashes).
+
+    A file holding several scenes (a Leica .lif project, CZI/ND2 scenes, a multi-image
+    OME-TIFF) gives one image per scene, named "file.lif [scene name]" (or
+    "file.lif #i").
 
     Exit status: 0 all images analysed, 1 some images failed (the others are still
     written), 2 bad usage or configuration. Re-running with the same --out skips
@@ -101,6 +111,8 @@ def run(
 
             cfg = replace(cfg, image=ImageParams(**{**cfg.image.__dict__, "pixel_size_um": pixel_size}))
         items = discover_inputs(inputs)
+        if scene:
+            items = [it for it in items if it.n_scenes <= 1 or it.scene in set(scene)]
     except (ConfigError, FileNotFoundError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -111,7 +123,8 @@ def run(
                          f"not read were skipped ({kinds}); export them as OME-TIFF to include them"),
                   soft_wrap=True)
     if not items:
-        err.print(f"[red]error:[/red] no supported image files found in {escape(', '.join(map(str, inputs)))}")
+        what = f"no scene {', '.join(map(str, scene))} of" if scene else "no supported image files found in"
+        err.print(f"[red]error:[/red] {what} {escape(', '.join(map(str, inputs)))}")
         raise typer.Exit(2)
     n_workers = workers or os.cpu_count() or 1
     n_workers = min(n_workers, len(items))

@@ -467,7 +467,8 @@ def _series_note(tif: tifffile.TiffFile, index: int, path: Path) -> str | None:
     return (
         f"{n} {what} in the file: only number {index}{label} "
         f"(shape {tuple(int(v) for v in tif.series[index].shape)}) was read, the others "
-        "were not analysed; read another with load(..., scene=i) or save each as its own file"
+        "were not analysed; read another with load(..., scene=i) (`spinalquant run` "
+        "analyses every image)"
     )
 
 
@@ -753,8 +754,8 @@ def _read_bioio(path: Path, ext: str, threshold: int, scene: int = 0) -> dict[st
         if len(scenes) > 1 and scene == 0:
             meta["scene_note"] = (
                 f"{len(scenes)} scenes in the file: only scene 0 {str(scenes[0])!r} was read, "
-                "the others were not analysed; read another with load(..., scene=i) or "
-                "export each scene as its own file"
+                "the others were not analysed; read another with load(..., scene=i) "
+                "(`spinalquant run` analyses every scene)"
             )
             meta["notes"].append(meta["scene_note"])
         order = dims.order
