@@ -199,14 +199,15 @@ def test_earlier_images_in_the_results_folder_are_kept(tmp_path, capsys):
     assert set(run["images"]) == set(s["image"])
     assert not (out / "qc" / "a1.png").exists() and (out / "qc" / "A" / "a1.png").is_file()
     assert set(pd.read_csv(out / "objects" / "gfp_cells.csv")["image"]) == set(s["image"])
-    # an image deleted from the input folder leaves the tables with its file
+    # an image whose file is out of reach (deleted, or on a share not mounted) keeps its
+    # results: they are never dropped because an input cannot be found (review, session 5)
     (top / "B" / "b1.ome.tif").unlink()
     _ome(top / "A" / "a2.ome.tif", ["EGFP", "ChAT"], seed=3)
     rep = run_batch(discover_inputs([top / "A"]), out, cfg)
-    assert rep.earlier == []
-    assert list(pd.read_csv(out / "summary.csv")["image"]) == ["a1.ome.tif", "a2.ome.tif"]
+    assert rep.earlier == ["B/b1.ome.tif"]
+    assert list(pd.read_csv(out / "summary.csv")["image"]) == ["B/b1.ome.tif", "a1.ome.tif", "a2.ome.tif"]
     assert set(json.loads((out / "run.json").read_text(encoding="utf-8"))["images"]) == {
-        "a1.ome.tif", "a2.ome.tif"}
+        "B/b1.ome.tif", "a1.ome.tif", "a2.ome.tif"}
 
 
 def test_results_inside_the_input_folder_are_not_inputs(tmp_path):

@@ -942,6 +942,7 @@ def run_batch(
         out, names, set(paths.values()),
         scenes={(paths[i.image], i.scene) for i in items if i.image in scenes
                 and scenes[i.image] is not None})
+    check_no_clash_with_earlier(items, earlier)
     names = [*earlier, *names]
     for o in _execute(items, cfg, out, workers=workers, scheduler=scheduler, force=force):
         o.path = paths.get(o.image, "")
@@ -952,6 +953,7 @@ def run_batch(
     elapsed = time.perf_counter() - t0
     _write_run_json(out, cfg, ordered, started, elapsed, workers, scheduler, config_source,
                     drop=superseded)
+    remove_superseded(out, superseded, names)
     if cfg.output.report:
         from .report import write_report
 
@@ -968,10 +970,13 @@ def earlier_images(out_dir: str | Path, names: Sequence[str], paths: set[str], *
 
     An earlier run's results stay in the merged tables (``summary.csv`` and
     ``objects/``) and in ``run.json``, ``labels/`` and ``qc/``: running other
-    images into the same folder adds to it. Left out are earlier images whose
-    file is gone (deleted from the input folder; their part stays on disk) and
-    those whose file is among this run's inputs under another name (the input
-    folder was given differently): these are superseded, not listed twice.
+    images into the same folder adds to it. That holds too when an earlier
+    image's file cannot be found now (deleted, or on a share that is not
+    mounted): results are never dropped because an input is out of reach.
+    Superseded are earlier images whose file is among this run's inputs under
+    another name (the input folder was given differently): they are not listed
+    twice. Nothing is changed on disk here; :func:`remove_superseded` clears
+    their parts and pictures once the run has finished.
 
     Parameters
     ----------
@@ -989,9 +994,9 @@ def earlier_images(out_dir: str | Path, names: Sequence[str], paths: set[str], *
 
     Returns
     -------
-    (kept, dropped) : (list of str, list of str)
+    (kept, superseded) : (list of str, list of str)
         Earlier image names kept in the tables, in their ``run.json`` order, and
-        those left out.
+        those superseded.
 
     Examples
     --------
@@ -1012,18 +1017,53 @@ def earlier_images(out_dir: str | Path, names: Sequence[str], paths: set[str], *
             continue
         path = entry.get("path") if isinstance(entry, dict) else None
         scene = entry.get("scene") if isinstance(entry, dict) else None
-        if path and not Path(path).exists():
-            superseded.append(image)  # its part is kept: the file may come back
-        elif path and path in paths and (scenes is None or scene is None or (path, scene) in scenes):
+        if path and path in paths and (scenes is None or scene is None or (path, scene) in scenes):
             superseded.append(image)
-            shutil.rmtree(out / ".parts" / part_key(image), ignore_errors=True)
-            stem = output_stem(image)
-            if stem not in {output_stem(n) for n in names}:
-                for f in _picture_files(out, image):
-                    f.unlink(missing_ok=True)
         else:
             kept.append(image)
     return kept, superseded
+
+
+def remove_superseded(out_dir: str | Path, superseded: Sequence[str], names: Sequence[str]) -> None:
+    """Delete the parts, label images and QC overlays of superseded earlier images.
+
+    Called after a run has finished, so a run that is stopped halfway leaves
+    them, and the earlier ``run.json`` that lists them, as they were. Pictures
+    whose file names an image of this run (``names``) has taken over are kept.
+    """
+    out = Path(out_dir)
+    stems = {output_stem(n) for n in names}
+    for image in superseded:
+        shutil.rmtree(out / ".parts" / part_key(image), ignore_errors=True)
+        if output_stem(image) not in stems:
+            for f in _picture_files(out, image):
+                f.unlink(missing_ok=True)
+
+
+def check_no_clash_with_earlier(items: Sequence[InputImage], earlier: Sequence[str]) -> None:
+    """Refuse images whose pictures would overwrite those of earlier images kept in the folder.
+
+    Raises
+    ------
+    ConfigError
+        When an image of this run and an earlier one with another name share an
+        output stem (``s.tif`` now, ``s.ome.tif`` before: ``labels/s.ome.tif``
+        and ``qc/s.png``).
+
+    Examples
+    --------
+    >>> check_no_clash_with_earlier([InputImage(Path("s.tif"), "s.tif")], ["t.tif"])
+    """
+    stems = {output_stem(e): e for e in earlier}
+    for it in items:
+        other = stems.get(output_stem(it.image))
+        if other is not None and other != it.image:
+            stem = output_stem(it.image)
+            raise ConfigError(
+                f"{it.image!r} would write the same labels/{stem}.ome.tif and qc/{stem}.png as "
+                f"{other!r}, whose results from an earlier run are in this folder; rename one, "
+                "or write this run to another --out folder"
+            )
 
 
 def _execute(items: Sequence[InputImage], cfg: Config, out: Path, *, workers: int,

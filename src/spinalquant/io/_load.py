@@ -389,11 +389,7 @@ def ome_dataset_first_file(path: str | os.PathLike[str]) -> Path | None:
     True
     """
     p = Path(path)
-    try:
-        with tifffile.TiffFile(p) as tif:
-            xml = tif.pages.first.description if tif.pages else ""
-    except (OSError, ValueError, tifffile.TiffFileError):
-        return None
+    xml = _first_description(p)
     if "<OME" not in (xml or "")[:4096]:
         return None
     try:
@@ -429,14 +425,19 @@ def ome_dataset_files(path: str | os.PathLike[str]) -> list[Path]:
     ['one.ome.tif']
     """
     p = Path(path)
-    try:
-        with tifffile.TiffFile(p) as tif:
-            xml = tif.pages.first.description if tif.pages else ""
-    except (OSError, ValueError, tifffile.TiffFileError):
-        return [p]
+    xml = _first_description(p)
     others = [p.parent / n for n in _ome_file_names(xml if "<OME" in (xml or "")[:4096] else None)
               if n != p.name]
     return [p, *(f for f in others if f.is_file())]
+
+
+def _first_description(path: Path) -> str | None:
+    """The first page's ImageDescription of a TIFF, or None when it cannot be read."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return tif.pages.first.description if tif.pages else None
+    except Exception:  # tifffile raises many types on a corrupt file; loading reports it
+        return None
 
 
 def _read_text(path: Path) -> str | None:
