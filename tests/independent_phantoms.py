@@ -80,6 +80,20 @@ def _grid(n: int, px: float) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(c, c, indexing="ij")
 
 
+def random_walk(rng: np.random.Generator, mask: np.ndarray, px: float, *, length_um: float = 40.0) -> None:
+    """Draw one astrocyte process into ``mask`` (in place): a random walk of unit steps
+    from a uniform start, turning by N(0, 0.15) rad a step, ``length_um`` long or until it
+    leaves the image."""
+    y, x = rng.uniform(0, mask.shape[0]), rng.uniform(0, mask.shape[1])
+    ang = rng.uniform(0, 2 * np.pi)
+    for _ in range(int(length_um / px)):
+        ang += rng.normal(0, 0.15)
+        y, x = y + np.sin(ang), x + np.cos(ang)
+        if not (0 <= y < mask.shape[0] and 0 <= x < mask.shape[1]):
+            break
+        mask[int(y), int(x)] = True
+
+
 def _smooth_field(rng: np.random.Generator, shape, scale_px: float) -> np.ndarray:
     """Zero-mean, unit-std random field with correlation length ``scale_px``."""
     f = ndi.gaussian_filter(rng.normal(size=shape), max(scale_px, 0.5))

@@ -53,14 +53,7 @@ def gfap_channel(gfp: ip.Phantom, seed: int, *, positive_fraction: float, snr: f
     mesh = np.zeros(shape, bool)
     width_px = max(1.0, 0.6 / px)
     while mesh.sum() * width_px < mesh_fraction * mesh.size:
-        y, x = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
-        ang = rng.uniform(0, 2 * np.pi)
-        for _ in range(int(40 / px)):
-            ang += rng.normal(0, 0.15)
-            y, x = y + np.sin(ang), x + np.cos(ang)
-            if not (0 <= y < shape[0] and 0 <= x < shape[1]):
-                break
-            mesh[int(y), int(x)] = True
+        ip.random_walk(rng, mesh, px)
     lines = ndi.gaussian_filter(mesh.astype(float), max(0.3 / px, 0.5))
     signal += rng.uniform(0.5, 1.0) * lines / max(float(np.percentile(lines[mesh], 50)), 1e-9)
     # bleed-through: the GFP signal (a nominal cell ~1) times ``bleed``
