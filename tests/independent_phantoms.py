@@ -94,6 +94,19 @@ def random_walk(rng: np.random.Generator, mask: np.ndarray, px: float, *, length
         mask[int(y), int(x)] = True
 
 
+def calls_right(truth_labels: np.ndarray, labels: np.ndarray, calls: pd.DataFrame,
+                truth_call: dict) -> list[bool]:
+    """Per found cell whose pixels are mostly on a truth cell: is its ``gfap_positive``
+    call that of the truth cell under most of its pixels?"""
+    right = []
+    for k, pos in zip(calls["label"], calls["gfap_positive"], strict=True):
+        under = truth_labels[labels == k]
+        under = under[under > 0]
+        if under.size > 0.5 * np.count_nonzero(labels == k):
+            right.append(bool(pos) == bool(truth_call[int(np.bincount(under).argmax())]))
+    return right
+
+
 def _smooth_field(rng: np.random.Generator, shape, scale_px: float) -> np.ndarray:
     """Zero-mean, unit-std random field with correlation length ``scale_px``."""
     f = ndi.gaussian_filter(rng.normal(size=shape), max(scale_px, 0.5))

@@ -62,12 +62,7 @@ def thick_section(seed, *, px=0.5, size=120.0, n_z=16, step=1.0, frac=0.86, snr=
 
 def _calls(gfp, lab, calls, truth):
     """(% GFAP+ found, % true, share of per-cell calls right)."""
-    right = []
-    for k, pos in zip(calls["label"], calls["gfap_positive"], strict=True):
-        under = gfp.labels[lab == k]
-        under = under[under > 0]
-        if under.size > 0.5 * np.count_nonzero(lab == k):
-            right.append(bool(pos) == truth[int(np.bincount(under).argmax())])
+    right = ip.calls_right(gfp.labels, lab, calls, truth)
     return 100.0 * calls["gfap_positive"].mean(), 100.0 * np.mean(list(truth.values())), np.mean(right)
 
 

@@ -99,12 +99,7 @@ def _score(c, case, seed, gfp, gfap, truth_call, params=None):
     pct = 100.0 * calls["gfap_positive"].mean()
     true_pct = 100.0 * np.mean(list(truth_call.values()))
     # per-cell: each found cell against the truth cell under most of its pixels
-    right = []
-    for k, pos in zip(calls["label"], calls["gfap_positive"], strict=True):
-        under = gfp.labels[lab == k]
-        under = under[under > 0]
-        if under.size > 0.5 * np.count_nonzero(lab == k):
-            right.append(bool(pos) == truth_call[int(np.bincount(under).argmax())])
+    right = ip.calls_right(gfp.labels, lab, calls, truth_call)
     msg = (f"{case} seed {seed}: {pct:.1f} % found vs {true_pct:.1f} % true, "
            f"{np.mean(right):.3f} of {len(right)} calls right, "
            f"bleed coefficient {calls['bleed_coefficient'].iloc[0]:.3f}")
