@@ -504,9 +504,9 @@ def _analyse_and_write(
         if paths:
             roi = roi_mask(paths, shape_yx=stack.shape[2:])
             roi_files = [p.name for p in paths]
-        elif item.n_scenes > 1 and find_sidecar_roi(item.path):
+        elif item.n_scenes > 1 and (whole := find_sidecar_roi(item.path)):
             roi_notes.append(
-                f"the ROI file {find_sidecar_roi(item.path)[0].name} names the whole file, not "
+                f"the ROI file {whole[0].name} names the whole file, not "
                 f"this scene, and was not applied; name it {sidecar_key(item).stem}.roi (.zip, "
                 ".geojson) to outline this scene"
             )
@@ -940,8 +940,7 @@ def run_batch(
     scenes = {i.image: _scene_entry(i).get("scene") for i in items}
     earlier, superseded = earlier_images(
         out, names, set(paths.values()),
-        scenes={(paths[i.image], i.scene) for i in items if i.image in scenes
-                and scenes[i.image] is not None})
+        scenes={(paths[image], scene) for image, scene in scenes.items() if scene is not None})
     check_no_clash_with_earlier(items, earlier)
     names = [*earlier, *names]
     for o in _execute(items, cfg, out, workers=workers, scheduler=scheduler, force=force):

@@ -63,6 +63,7 @@ from skimage.feature import peak_local_max
 from .. import _validate as check
 from ..errors import ImageContentError
 from ..measure.morphology import _label_geometry, _runs
+from .gfp_cells import pixel_noise
 
 __all__ = ["FiberParams", "border_image", "segment_fibers"]
 
@@ -449,18 +450,6 @@ def _deep_pale(border: np.ndarray, pixel_size_um: float, depth_um: float = 2.0) 
     """
     wide = ndi.gaussian_filter(border, max(1.0 / pixel_size_um, 0.5)) > 0.5
     return _edt(wide, pixel_size_um) > depth_um
-
-
-def _pixel_noise(raw: np.ndarray) -> float:
-    """Robust pixel noise sigma of ``raw``: MAD of horizontal neighbour differences / √2.
-
-    Computed on at most ~512 rows (a subsample); 0 when the image is too small or
-    the differences are mostly zero (noise-free or coarsely quantised data).
-    """
-    if raw.ndim != 2 or raw.shape[1] < 2:
-        return 0.0
-    rows = raw[:: max(raw.shape[0] // 512, 1)].astype(np.float32)
-    return _robust_sigma(np.diff(rows, axis=1).ravel()) / float(np.sqrt(2.0))
 
 
 def _drop_specks(bmask: np.ndarray, pixel_size_um: float, max_um: float) -> np.ndarray:
@@ -979,7 +968,7 @@ def segment_fibers(
     fibers, core_level, rim_level = _outline(
         basins, raw, border, pixel_size_um, p.outline_fraction, max(4.0, 4 * p.ridge_sigma_um)
     )
-    noise = _pixel_noise(raw)
+    noise = pixel_noise(raw)  # NaN for an image under 2 pixels wide: no blank-image test
     # fluorescence: raw is the input image itself (no copy), kept for the slide test
     raw = None if stain == "he" else raw
     del basins
