@@ -480,9 +480,10 @@ def _half_max_mask(smoothed: np.ndarray, low: float, high: float, base: float, *
                 scratch = np.zeros(lab.shape, np.int32)
             level_map = np.full(own.shape, level, np.float32)
             loc_map = np.full(own.shape, loc, np.float32)
+            deep = ndi.distance_transform_edt(np.pad(own, 1))[1:-1, 1:-1] > somata["depth_px"]
             for p in range(1, int(parts.max()) + 1):
                 part = parts == p
-                lv = _part_level(smoothed[sl], part, own, somata["depth_px"])
+                lv = _part_level(smoothed[sl], part, deep)
                 lc = base
                 if ring_px is not None:
                     scratch[sl][part] = 1
@@ -562,11 +563,10 @@ def _somata_of(values: np.ndarray, own: np.ndarray, *, sigma_px: float, min_sep_
     return segmentation.watershed(-coarse, markers, mask=own)
 
 
-def _part_level(values: np.ndarray, part: np.ndarray, own: np.ndarray, depth_px: float) -> float:
-    """Brightness (90th percentile) of one soma of an object, from its pixels
-    deeper than ``depth_px`` inside the object (not the dendrites it holds)."""
-    depth = ndi.distance_transform_edt(np.pad(own, 1))[1:-1, 1:-1]
-    body = part & (depth > depth_px)
+def _part_level(values: np.ndarray, part: np.ndarray, deep: np.ndarray) -> float:
+    """Brightness (90th percentile) of one soma of an object, from its pixels in
+    ``deep`` (deep inside the object: not the dendrites it holds)."""
+    body = part & deep
     return float(np.percentile(values[body] if body.any() else values[part], 90))
 
 
