@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from independent_phantoms import calls_right  # tests/ is on sys.path
 from scipy import ndimage as ndi
 
 from spinalquant.errors import ConfigError
@@ -99,12 +100,7 @@ def _evaluate(seed, snr, n_cells, px, *, n_granules=20, shape=(640, 640)):
     err = matched_area_errors(lab, t_lab)
     # per-cell calls: each found cell against the truth cell under most of its pixels
     truth_call = dict(zip(truth["label"], truth["gfap_positive"], strict=True))
-    right = []
-    for k, call in zip(pos["label"], pos["gfap_positive"], strict=True):
-        under = t_lab[lab == k]
-        under = under[under > 0]
-        if under.size > 0.5 * np.count_nonzero(lab == k):
-            right.append(bool(call) == bool(truth_call[int(np.bincount(under).argmax())]))
+    right = calls_right(t_lab, lab, pos, truth_call)
     pos.attrs["calls_right"] = float(np.mean(right)) if right else float("nan")
     pos.attrs["n_true_positive"] = int(truth["gfap_positive"].sum())
     return m, len(table), len(truth), pct, pct_true, on_granule, pos, err
